@@ -19,6 +19,7 @@ from typing import Protocol
 
 __all__ = [
     "Call",
+    "ConfigError",
     "ErrorKind",
     "FinishReason",
     "HttpRequest",
@@ -226,3 +227,10 @@ class Provider(Protocol):
     def estimate_input_tokens(self, call: Call) -> int:
         """Estimate the input tokens of a call before it is sent."""
         ...
+
+
+class ConfigError(ValueError):
+    """A provider cannot be set up as asked (a missing key, a bad setting).
+
+    Raised before any call is made; the message says what to change.
+    """
