@@ -234,11 +234,3 @@ class ConfigError(ValueError):
 
     Raised before any call is made; the message says what to change.
     """
-
-
-class ConfigError(ValueError):
-    """A provider cannot be set up as configured (for instance, its API key is missing).
-
-    Raised at construction, before any call is made; the message says what to change
-    (which environment variable to set, which option to pass) and never contains a key.
-    """
