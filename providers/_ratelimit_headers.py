@@ -30,7 +30,7 @@ __all__ = [
     "parse_http_date_delay",
     "parse_protobuf_duration",
     "parse_rfc3339_delay",
-    "retry_after_s",
+    "retry_after_seconds",
     "should_retry",
 ]
 
@@ -152,20 +152,20 @@ def parse_http_date_delay(text: str | None, *, now: float | None = None) -> floa
     return max(0.0, instant.timestamp() - current)
 
 
-def retry_after_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Read how long the server asked us to wait, in seconds.
 
     ``retry-after-ms`` wins over ``retry-after`` (it is the more precise of the two,
     and the official SDKs read it first); ``retry-after`` may be seconds (a float
     is tolerated) or an HTTP date. Negative or non-finite values are ignored.
 
-    >>> retry_after_s({"retry-after-ms": "1500", "retry-after": "9"})
+    >>> retry_after_seconds({"retry-after-ms": "1500", "retry-after": "9"})
     1.5
-    >>> retry_after_s({"Retry-After": "7"})
+    >>> retry_after_seconds({"Retry-After": "7"})
     7.0
-    >>> retry_after_s({"retry-after": "Thu, 21 Aug 2025 12:41:00 GMT"}, now=1755780000.0)
+    >>> retry_after_seconds({"retry-after": "Thu, 21 Aug 2025 12:41:00 GMT"}, now=1755780000.0)
     60.0
-    >>> retry_after_s({}) is None
+    >>> retry_after_seconds({}) is None
     True
     """
     lowered = lower_headers(headers)
