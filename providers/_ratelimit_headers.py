@@ -134,7 +134,9 @@ def parse_rfc3339_delay(text: str | None, *, now: float | None = None) -> float 
     return max(0.0, instant.timestamp() - current)
 
 
-def parse_http_date_delay(text: str | None, *, now: float | None = None) -> float | None:
+def parse_http_date_delay(
+    text: str | None, *, now: float | None = None
+) -> float | None:
     """Return the seconds from ``now`` (Unix time) until an HTTP date.
 
     >>> parse_http_date_delay("Thu, 21 Aug 2025 12:41:00 GMT", now=1755780000.0)
@@ -152,7 +154,9 @@ def parse_http_date_delay(text: str | None, *, now: float | None = None) -> floa
     return max(0.0, instant.timestamp() - current)
 
 
-def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+def retry_after_seconds(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> float | None:
     """Read how long the server asked us to wait, in seconds.
 
     ``retry-after-ms`` wins over ``retry-after`` (it is the more precise of the two,
@@ -163,7 +167,8 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     1.5
     >>> retry_after_seconds({"Retry-After": "7"})
     7.0
-    >>> retry_after_seconds({"retry-after": "Thu, 21 Aug 2025 12:41:00 GMT"}, now=1755780000.0)
+    >>> date = "Thu, 21 Aug 2025 12:41:00 GMT"
+    >>> retry_after_seconds({"retry-after": date}, now=1755780000.0)
     60.0
     >>> retry_after_seconds({}) is None
     True
