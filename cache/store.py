@@ -94,6 +94,20 @@ class ResponseCache:
             return False
         return True
 
+    def set_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> bool:
+        """Store many answers in one transaction; return False if it timed out."""
+        items = list(items)
+        try:
+            with self._responses.transact():
+                for key, value in items:
+                    self._responses.set(key, orjson.dumps(value))
+        except diskcache.Timeout:
+            logger.warning(
+                "cache write timed out; %d answers kept but not cached", len(items)
+            )
+            return False
+        return True
+
     def get_image(self, key: str) -> bytes | None:
         """Return a prepared image stored under key, or None."""
         value = self._images.get(key)

@@ -1,0 +1,118 @@
+"""Per-phase counters, token totals, latency percentiles, and the progress events."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from providers.base import Usage
+
+__all__ = ["CallFinished", "Event", "PhaseFinished", "PhaseStarted", "PhaseStats"]
+
+
+@dataclass
+class PhaseStats:
+    """What one phase of a run cost and how it went.
+
+    Attributes:
+        calls: Requests asked for (duplicates within a batch included).
+        cache_hits: Requests answered from the cache or by an identical request
+            already sent in the same batch.
+        sent: HTTP attempts made.
+        retries: Attempts after the first, over all calls.
+        failures: Requests that ended without an answer.
+        billed: Tokens per model for every attempt the provider answered and billed,
+            retries included.
+        saved: Tokens per model that cache hits did not have to pay for.
+        latencies_s: Wall time of each call that went to the provider, retries and
+            back-off included.
+    """
+
+    phase: str
+    calls: int = 0
+    cache_hits: int = 0
+    sent: int = 0
+    retries: int = 0
+    failures: int = 0
+    billed: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    saved: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    latencies_s: list[float] = field(default_factory=list)
+    failure_kinds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def percentile(self, q: float) -> float | None:
+        """Return the q-th percentile of call latency in seconds, or None."""
+        if not self.latencies_s:
+            return None
+        return float(np.percentile(self.latencies_s, q))
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens billed over all models."""
+        return sum(self.billed.values(), Usage())
+
+    @property
+    def saved_usage(self) -> Usage:
+        """Tokens saved by the cache over all models."""
+        return sum(self.saved.values(), Usage())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summarise as plain data (for JSON and tables)."""
+        usage, saved = self.usage, self.saved_usage
+        return {
+            "phase": self.phase,
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "sent": self.sent,
+            "retries": self.retries,
+            "failures": self.failures,
+            "failure_kinds": dict(self.failure_kinds),
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "image_tokens": usage.image_tokens,
+            "saved_input_tokens": saved.input_tokens,
+            "saved_output_tokens": saved.output_tokens,
+            "latency_p50_s": self.percentile(50),
+            "latency_p90_s": self.percentile(90),
+            "latency_p99_s": self.percentile(99),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseStarted:
+    """A batch of ``total`` requests has started in ``phase``."""
+
+    phase: str
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    """One request of a batch has its result.
+
+    ``key`` is the request's cache key (None when it could not be computed); a journal
+    keyed by it records what was asked and what it cost without holding the payload.
+    """
+
+    phase: str
+    key: str | None
+    cached: bool
+    failed: bool
+    latency_s: float
+    usage: Usage
+    attempts: int
+    in_flight: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseFinished:
+    """A batch has finished; ``stats`` are the phase's totals so far."""
+
+    phase: str
+    stats: PhaseStats
+
+
+Event = PhaseStarted | CallFinished | PhaseFinished
