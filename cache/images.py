@@ -106,8 +106,8 @@ def prepare_bytes(data: bytes, settings: PrepSettings, *, name: str = "image") -
                     raise ImageError(f"{name}: the image has no pixels ({width}x{height})")
                 if width * height > MAX_PIXELS:
                     raise ImageError(
-                        f"{name}: {width}x{height} is over the limit of {MAX_PIXELS:,} "
-                        "pixels; shrink the image before using it"
+                        f"{name}: too many pixels to decode safely ({width}x{height}, "
+                        f"limit {MAX_PIXELS:,}); shrink the image before using it"
                     )
                 opened.draft("RGB", (settings.max_side, settings.max_side))
                 image = ImageOps.exif_transpose(opened)
@@ -116,8 +116,12 @@ def prepare_bytes(data: bytes, settings: PrepSettings, *, name: str = "image") -
         raise
     except UnidentifiedImageError as error:
         raise ImageError(f"{name}: not an image format that can be read") from error
-    except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError,
-            PILImage.DecompressionBombWarning, EOFError) as error:
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
+        raise ImageError(
+            f"{name}: too many pixels to decode safely; shrink the image before using "
+            "it"
+        ) from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"{name}: the image cannot be decoded ({error})") from error
     image.thumbnail((settings.max_side, settings.max_side), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()

@@ -99,6 +99,7 @@ class OpenAIProvider:
         if detail not in ("auto", "low", "high"):
             raise ConfigError(f"image detail must be auto, low or high, not {detail!r}")
         self._headers = {"Content-Type": "application/json"}
+        self._key = api_key
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._detail = detail
@@ -189,6 +190,10 @@ class OpenAIProvider:
         limits: RateLimitInfo | None,
     ) -> ProviderError:
         message, code = _error_message(body, status)
+        if self._key:
+            # Some servers quote the key they were sent in a 401; it must not travel
+            # on into logs and reports.
+            message = message.replace(self._key, "[redacted key]")
         kind = _STATUS_KINDS.get(status, ErrorKind.SERVER if status >= 500 else None)
         if kind is None:
             kind = ErrorKind.INVALID_REQUEST

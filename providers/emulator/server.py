@@ -194,9 +194,11 @@ class _Emulator:
         except _BadRequest as error:
             response = _openai_error(400, str(error), "invalid_request_error", error.code)
             tokens_in = tokens_out = 0
-        except _Unauthorized:
+        except _Unauthorized as error:
+            # Quotes the whole key it was sent, which a real service would mask, so
+            # that tests can prove the client keeps it out of what it reports.
             response = _openai_error(
-                401, "Incorrect API key provided.", "invalid_request_error",
+                401, f"Incorrect API key provided: {error}.", "invalid_request_error",
                 "invalid_api_key",
             )
             tokens_in = tokens_out = 0
@@ -215,8 +217,9 @@ class _Emulator:
         self, request: web.Request, raw: bytes
     ) -> tuple[web.Response, int, int]:
         if self.config.api_key is not None:
-            if request.headers.get("Authorization") != f"Bearer {self.config.api_key}":
-                raise _Unauthorized
+            sent = request.headers.get("Authorization", "")
+            if sent != f"Bearer {self.config.api_key}":
+                raise _Unauthorized(sent.removeprefix("Bearer "))
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -226,6 +229,12 @@ class _Emulator:
             raise _BadRequest("you must provide a model parameter")
         if model not in KNOWN_MODELS:
             raise _UnknownModel(model)
+        temperature = body.get("temperature", 1.0)
+        if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+            raise _BadRequest(
+                f"Invalid 'temperature': {temperature!r} is not a number within 0..2.",
+                "invalid_value",
+            )
         system, parts, image_tokens = self._openai_parts(body.get("messages"), model)
         max_tokens = int(
             body.get("max_completion_tokens") or body.get("max_tokens") or 4096
@@ -236,7 +245,7 @@ class _Emulator:
             parts=tuple(p for p, _ in parts),
             image_digests=tuple(d for _, d in parts if d is not None),
             system=system,
-            temperature=float(body.get("temperature", 1.0)),
+            temperature=float(temperature),
             max_tokens=max_tokens,
             seed=int(seed) if isinstance(seed, int) else None,
         )
@@ -386,11 +395,14 @@ def _openai_error(
     )
 
 
+EMULATOR: web.AppKey[_Emulator] = web.AppKey("emulator", _Emulator)
+
+
 def build_app(config: EmulatorConfig | None = None) -> web.Application:
     """Build the emulator's aiohttp application."""
     emulator = _Emulator(config or EmulatorConfig())
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app["emulator"] = emulator
+    app[EMULATOR] = emulator
     app.router.add_post("/v1/chat/completions", emulator.openai_chat)
     app.router.add_get("/emulator/stats", emulator.get_stats)
     app.router.add_get("/emulator/log", emulator.get_log)
@@ -426,11 +438,11 @@ class EmulatorServer:
     @property
     def stats(self) -> dict[str, Any]:
         """The request counts so far."""
-        return self.app["emulator"].stats.to_dict()
+        return self.app[EMULATOR].stats.to_dict()
 
     def configure(self, **changes: Any) -> None:
         """Change the emulator's behaviour while it runs."""
-        emulator = self.app["emulator"]
+        emulator = self.app[EMULATOR]
         emulator.config = replace(emulator.config, **changes)
 
     async def __aenter__(self) -> EmulatorServer:
