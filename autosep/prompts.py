@@ -9,18 +9,22 @@ the behaviours by these same cues (``Text 1``/``Text 2``, lettered ``Options:``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 __all__ = [
     "INITIAL_PROMPT",
     "TASK_HEADER",
     "classify_prompt",
     "compare_prompt",
+    "context_parts",
     "criticise_prompt",
     "initial_prompt",
     "option_letters",
     "paraphrase_prompt",
+    "replace_task_section",
     "rewrite_prompt",
+    "task_section",
 ]
 
 TASK_HEADER = "# Task"
@@ -176,3 +180,91 @@ def rewrite_prompt(
 def paraphrase_prompt(prompt: str) -> str:
     """Return the paraphrase prompt for a task section."""
     return _PARAPHRASE.format(prompt=prompt)
+
+
+_CONTEXT_LABELLED = (
+    "Here are some example images of {noun}s, each followed by its class. "
+    "The last image, after the examples, is the one to classify."
+)
+
+_CONTEXT_UNLABELLED = (
+    "Here are some other images of {noun}s, for reference. "
+    "The last image, after them, is the one to classify."
+)
+
+_CONTEXT_LABEL = "Class: {label}"
+
+_ImageT = TypeVar("_ImageT")
+
+
+def context_parts(
+    noun: str,
+    context: Sequence[tuple[str, str | None]],
+    make_image: Callable[[str], _ImageT],
+) -> list[str | _ImageT]:
+    """Return the message parts that show context images before a query image.
+
+    Used by the few-shot and multiple-image baselines: the query image and the
+    classification prompt follow these parts.
+
+    Args:
+        noun: The task's noun.
+        context: (image path, label or None) pairs; all labelled or all not.
+        make_image: Turns a path into an image part.
+    """
+    labelled = any(label is not None for _, label in context)
+    intro = _CONTEXT_LABELLED if labelled else _CONTEXT_UNLABELLED
+    parts: list[str | _ImageT] = [intro.format(noun=noun)]
+    for path, label in context:
+        parts.append(make_image(path))
+        if label is not None:
+            parts.append(_CONTEXT_LABEL.format(label=label))
+    return parts
+
+
+def task_section(prompt: str) -> str:
+    r"""Return the part of a description prompt that the optimiser rewrites.
+
+    That is the text under the ``# Task`` line up to the next ``# `` heading, or
+    the whole prompt when it has no ``# Task`` line.
+
+    >>> task_section("# Task\nDescribe it.\n\n# Output format\nShort.")
+    'Describe it.'
+    """
+    head, body, tail = _split_sections(prompt)
+    return body.strip() if head is not None else prompt.strip()
+
+
+def replace_task_section(prompt: str, section: str) -> str:
+    r"""Return the prompt with its task section replaced.
+
+    A ``# Task`` heading the new section brings with it is dropped, so that a
+    rewritten section never duplicates the heading.
+
+    >>> replace_task_section("# Task\nOld.\n\n# Output format\nShort.", "New.")
+    '# Task\nNew.\n\n# Output format\nShort.'
+    """
+    section = section.strip()
+    if section.startswith(TASK_HEADER):
+        section = section[len(TASK_HEADER) :].strip()
+    head, _, tail = _split_sections(prompt)
+    if head is None:
+        return section
+    return f"{head}{TASK_HEADER}\n{section}" + (f"\n\n{tail}" if tail else "")
+
+
+def _split_sections(prompt: str) -> tuple[str | None, str, str]:
+    lines = prompt.split("\n")
+    starts = [i for i, line in enumerate(lines) if line.strip() == TASK_HEADER]
+    if not starts:
+        return None, prompt, ""
+    start = starts[0]
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].startswith("# ")),
+        len(lines),
+    )
+    head = "\n".join(lines[:start])
+    head = head + "\n" if head else ""
+    body = "\n".join(lines[start + 1 : end])
+    tail = "\n".join(lines[end:]).strip()
+    return head, body, tail

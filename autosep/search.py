@@ -1,0 +1,188 @@
+"""The search: beam search over description prompts, one round at a time.
+
+The state between rounds is small (the beam and the records so far) and is all a
+checkpoint holds: everything else (descriptions, scores) is recomputed from the
+cache, which is what makes a resumed run identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from autosep.baselines import run_baseline
+from autosep.calls import CallMaker
+from autosep.classify import classify_with_prompt
+from autosep.config import RunConfig
+from autosep.evaluators import Evaluation, evaluate, rank
+from autosep.expansion import Expansion, expand
+from autosep.prompts import initial_prompt
+from autosep.scoring import Scorer, prompt_id
+from autosep.session import Session
+from autosep.tasks import Task
+
+__all__ = ["Search", "SearchState"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchState:
+    """Everything a checkpoint holds.
+
+    Attributes:
+        completed_round: The last round finished (-1 before round 0).
+        beam: The current beam, best first.
+        rounds: One JSON-ready record per finished round.
+        baselines: Baseline metrics by name, once computed.
+    """
+
+    completed_round: int = -1
+    beam: list[str] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the state as JSON-ready data."""
+        return {
+            "completed_round": self.completed_round,
+            "beam": self.beam,
+            "rounds": self.rounds,
+            "baselines": self.baselines,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchState:
+        """Rebuild a state from :meth:`to_dict` data."""
+        return cls(
+            completed_round=int(data["completed_round"]),
+            beam=list(data["beam"]),
+            rounds=list(data["rounds"]),
+            baselines=dict(data["baselines"]),
+        )
+
+
+class Search:
+    """Run AutoSEP's rounds and baselines against a session.
+
+    Args:
+        session: Where requests go.
+        task: The task.
+        config: The settings.
+    """
+
+    def __init__(self, session: Session, task: Task, config: RunConfig) -> None:
+        self.session = session
+        self.task = task
+        self.config = config
+        self.calls = CallMaker(task, config)
+        self.scorer = Scorer(
+            session, self.calls, task.train, seed=config.seed, n_compare=config.n_compare
+        )
+
+    @property
+    def initial_prompt(self) -> str:
+        """The prompt the search starts from."""
+        return self.config.initial_prompt or initial_prompt(self.task.noun)
+
+    async def baselines(self, state: SearchState) -> None:
+        """Run every configured baseline not yet in the state."""
+        for name in self.config.baselines:
+            if name in state.baselines:
+                continue
+            logger.info("baseline %s", name)
+            result = await run_baseline(name, self.scorer, self.calls, self.config)
+            state.baselines[name] = result.to_dict()
+
+    async def next_round(self, state: SearchState) -> None:
+        """Run the round after ``state.completed_round`` and record it in the state."""
+        round_index = state.completed_round + 1
+        failures_before = sum(self.session.failures.values())
+        logger.info("round %d of %d", round_index, self.config.rounds)
+        self.session.note("round_started", round=round_index)
+        if round_index == 0:
+            # A single candidate needs no ranking, so round 0 makes no scoring calls.
+            beam, evaluations, expansions = [self.initial_prompt], [], []
+        else:
+            beam, evaluations, expansions = await self._search_round(state.beam, round_index)
+        tests = await self._test(beam)
+        record = _round_record(round_index, beam, evaluations, expansions, tests)
+        record["failures"] = sum(self.session.failures.values()) - failures_before
+        state.rounds.append(record)
+        state.beam = beam
+        state.completed_round = round_index
+
+    async def _search_round(
+        self, beam: list[str], round_index: int
+    ) -> tuple[list[str], list[Evaluation], list[Expansion]]:
+        expansions = await expand(beam, self.scorer, self.calls, self.config, round_index)
+        children = [child for e in expansions for child in e.children]
+        candidates = list(dict.fromkeys([*beam, *children]))
+        evaluations = await evaluate(candidates, self.scorer, self.config, round_index)
+        ranked = rank(evaluations)
+        return [e.prompt for e in ranked[: self.config.beam_size]], ranked, expansions
+
+    async def _test(self, beam: list[str]) -> dict[str, dict[str, Any]]:
+        if not self.config.test_eval:
+            return {}
+        tests = {}
+        for prompt in beam:
+            result = await classify_with_prompt(prompt, self.scorer, self.calls, self.task)
+            tests[prompt] = result.to_dict()
+        return tests
+
+
+def _round_record(
+    round_index: int,
+    beam: list[str],
+    evaluations: list[Evaluation],
+    expansions: list[Expansion],
+    tests: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    scores = {e.prompt: e for e in evaluations}
+    parents = {child: e.parent for e in expansions for child in e.children}
+    return {
+        "round": round_index,
+        "beam": [
+            {
+                "id": prompt_id(prompt),
+                "prompt": prompt,
+                **_score_fields(scores.get(prompt)),
+                "test": tests.get(prompt),
+            }
+            for prompt in beam
+        ],
+        "candidates": [
+            {
+                "id": prompt_id(e.prompt),
+                "parent": prompt_id(parents[e.prompt]) if e.prompt in parents else None,
+                **_score_fields(e),
+            }
+            for e in evaluations
+        ],
+        "expansions": [
+            {
+                "parent": prompt_id(e.parent),
+                "minibatch": e.minibatch,
+                "errors": e.errors,
+                "reasons": e.reasons,
+                "children": [prompt_id(c) for c in e.children],
+                "unparsed": e.unparsed,
+            }
+            for e in expansions
+        ],
+    }
+
+
+def _score_fields(evaluation: Evaluation | None) -> dict[str, Any]:
+    if evaluation is None:
+        return {"score": None, "images": 0}
+    score = evaluation.score
+    return {
+        "score": None if score.score is None else round(score.score, 6),
+        "images": score.images,
+        "unparsed": score.unparsed,
+        "failed": score.failed,
+        "survived": evaluation.survived,
+    }
