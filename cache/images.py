@@ -58,7 +58,9 @@ class PrepSettings:
 
     def __post_init__(self) -> None:
         if self.max_side < 16:
-            raise ValueError(f"max_side must be at least 16 pixels, got {self.max_side}")
+            raise ValueError(
+                f"max_side must be at least 16 pixels, got {self.max_side}"
+            )
         if not 1 <= self.quality <= 95:
             raise ValueError(f"quality must be within 1..95, got {self.quality}")
 
@@ -103,7 +105,9 @@ def prepare_bytes(data: bytes, settings: PrepSettings, *, name: str = "image") -
             with PILImage.open(io.BytesIO(data)) as opened:
                 width, height = opened.size
                 if width <= 0 or height <= 0:
-                    raise ImageError(f"{name}: the image has no pixels ({width}x{height})")
+                    raise ImageError(
+                        f"{name}: the image has no pixels ({width}x{height})"
+                    )
                 if width * height > MAX_PIXELS:
                     raise ImageError(
                         f"{name}: too many pixels to decode safely ({width}x{height}, "
@@ -116,7 +120,10 @@ def prepare_bytes(data: bytes, settings: PrepSettings, *, name: str = "image") -
         raise
     except UnidentifiedImageError as error:
         raise ImageError(f"{name}: not an image format that can be read") from error
-    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
+    except (
+        PILImage.DecompressionBombError,
+        PILImage.DecompressionBombWarning,
+    ) as error:
         raise ImageError(
             f"{name}: too many pixels to decode safely; shrink the image before using "
             "it"

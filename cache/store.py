@@ -65,7 +65,9 @@ class ResponseCache:
             # Lookup counts live apart from the answers: diskcache's own statistics
             # would turn every read into a write, which serialises readers across
             # processes. The engine adds its counts once per run instead.
-            self._meta = diskcache.Cache(str(self.directory / "meta"), timeout=_TIMEOUT_S)
+            self._meta = diskcache.Cache(
+                str(self.directory / "meta"), timeout=_TIMEOUT_S
+            )
         except (OSError, sqlite3.Error) as error:
             raise CacheError(
                 f"cannot open the cache at {self.directory}: {error}; "

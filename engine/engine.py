@@ -75,7 +75,9 @@ class EngineConfig:
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+            raise ValueError(
+                f"max_attempts must be at least 1, got {self.max_attempts}"
+            )
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
 
@@ -154,7 +156,9 @@ class Engine:
         """Return the statistics of every phase so far."""
         return dict(self._stats)
 
-    async def map(self, requests: Sequence[Request], phase: str = "default") -> list[Result]:
+    async def map(
+        self, requests: Sequence[Request], phase: str = "default"
+    ) -> list[Result]:
         """Run requests and return their results in the order given.
 
         Each result is a :class:`Response` or a :class:`Failure`; a failure of one
@@ -394,14 +398,19 @@ class Engine:
                 if delay is None:
                     return Failure.from_error(error, attempt)
                 logger.debug(
-                    "attempt %d failed (%s); retrying in %.2fs", attempt, error.kind, delay
+                    "attempt %d failed (%s); retrying in %.2fs",
+                    attempt,
+                    error.kind,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 continue
             stats.billed[request.model] += reply.usage
             latency = time.perf_counter() - started
             stats.latencies_s.append(latency)
-            return Response(reply.texts, reply.finish, reply.usage, latency, False, attempt)
+            return Response(
+                reply.texts, reply.finish, reply.usage, latency, False, attempt
+            )
         raise AssertionError("unreachable: the last attempt always returns")
 
     async def _prepare(self, request: Request) -> Call:

@@ -50,7 +50,9 @@ def make_provider(
 
 def _emulator(base_url: str | None, wire: str) -> Provider:
     if not base_url:
-        raise ConfigError("the emulator provider needs the base URL of a running emulator")
+        raise ConfigError(
+            "the emulator provider needs the base URL of a running emulator"
+        )
     root = base_url.rstrip("/")
     if root.endswith("/v1"):
         root = root[: -len("/v1")]
@@ -69,4 +71,6 @@ def _emulator(base_url: str | None, wire: str) -> Provider:
         from providers.anthropic import AnthropicProvider
 
         return AnthropicProvider(root, "", identity=identity)  # type: ignore[call-arg]
-    raise ConfigError(f"unknown wire format {wire!r}; choose openai, gemini or anthropic")
+    raise ConfigError(
+        f"unknown wire format {wire!r}; choose openai, gemini or anthropic"
+    )

@@ -107,7 +107,9 @@ class OpenAIProvider:
         # OpenAI's own API wants the newer field (reasoning models refuse the old
         # one); the compatible servers mostly understand only the old one.
         self._max_field = (
-            "max_completion_tokens" if self.base_url == OPENAI_BASE_URL else "max_tokens"
+            "max_completion_tokens"
+            if self.base_url == OPENAI_BASE_URL
+            else "max_tokens"
         )
         self._identity = identity or f"{self.kind}:{self.base_url}"
 
@@ -169,12 +171,17 @@ class OpenAIProvider:
         usage = _usage(data.get("usage"))
         if message.get("refusal"):
             raise ProviderError(
-                ErrorKind.FILTERED, f"refused: {message['refusal']}", status, usage=usage
+                ErrorKind.FILTERED,
+                f"refused: {message['refusal']}",
+                status,
+                usage=usage,
             )
         finish = _FINISH.get(choice.get("finish_reason") or "stop", FinishReason.OTHER)
         if finish is FinishReason.FILTERED:
             raise ProviderError(
-                ErrorKind.FILTERED, "answer withheld by the content filter", status,
+                ErrorKind.FILTERED,
+                "answer withheld by the content filter",
+                status,
                 usage=usage,
             )
         text = message.get("content")

@@ -26,7 +26,9 @@ def shared_images(folder: str) -> Path:
 def make_image(tmp_path: Path) -> Callable[..., Path]:
     """Write a small JPEG whose pixels depend on ``seed``; return its path."""
 
-    def make(name: str = "img", seed: int = 0, size: tuple[int, int] = (64, 48)) -> Path:
+    def make(
+        name: str = "img", seed: int = 0, size: tuple[int, int] = (64, 48)
+    ) -> Path:
         image = Image.new("RGB", size, ((seed * 37) % 256, (seed * 91) % 256, seed % 7))
         image.putpixel((seed % size[0], 0), (255, 255, 255))
         path = tmp_path / f"{name}-{seed}.jpg"

@@ -67,12 +67,16 @@ def test_keys_differ_exactly_when_an_answer_changing_field_differs(
 
 @given(requests)
 def test_same_model_on_two_servers_is_two_models(request: Request) -> None:
-    moved = dataclasses.replace(request, provider="p2" if request.provider == "p1" else "p1")
+    moved = dataclasses.replace(
+        request, provider="p2" if request.provider == "p1" else "p1"
+    )
     assert key_of(ENGINE, request) != key_of(ENGINE, moved)
 
 
 @given(requests, st.text(min_size=1, max_size=30))
-def test_key_ignores_api_key_timeout_and_concurrency(request: Request, key: str) -> None:
+def test_key_ignores_api_key_timeout_and_concurrency(
+    request: Request, key: str
+) -> None:
     from engine import EngineConfig
 
     other = engine_for({"p1": "http://a:1/v1", "p2": "http://b:2/v1"}, key=key)
@@ -82,10 +86,14 @@ def test_key_ignores_api_key_timeout_and_concurrency(request: Request, key: str)
 
 def test_integer_and_float_settings_are_one_key() -> None:
     request = Request("p1", "gpt-4o", ("x",), temperature=1.0)
-    assert key_of(ENGINE, request) == key_of(ENGINE, dataclasses.replace(request, temperature=1))
+    assert key_of(ENGINE, request) == key_of(
+        ENGINE, dataclasses.replace(request, temperature=1)
+    )
 
 
-@given(st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), max_size=6))
+@given(
+    st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), max_size=6)
+)
 def test_mapping_order_does_not_change_a_key(mapping: dict[str, int]) -> None:
     reordered = dict(reversed(list(mapping.items())))
     assert key_for(mapping) == key_for(reordered)
@@ -102,7 +110,8 @@ def test_image_settings_are_part_of_the_key() -> None:
 
 
 async def test_changing_a_request_or_response_afterwards_changes_nothing_cached(
-    make_image: Callable[..., Path], response_cache: ResponseCache,
+    make_image: Callable[..., Path],
+    response_cache: ResponseCache,
     emulator: EmulatorServer,
 ) -> None:
     request = Request("emulator", "gpt-4o", ["describe", ImageRef(str(make_image()))])  # type: ignore[arg-type]
@@ -162,7 +171,9 @@ def test_transparency_is_flattened_onto_white() -> None:
     buffer = io.BytesIO()
     Image.new("RGBA", (20, 20), (0, 0, 0, 0)).save(buffer, "PNG")
     prepared = prepare_bytes(buffer.getvalue(), PrepSettings())
-    assert _decoded(prepared.b64).getpixel((10, 10)) == pytest.approx((255, 255, 255), abs=2)
+    assert _decoded(prepared.b64).getpixel((10, 10)) == pytest.approx(
+        (255, 255, 255), abs=2
+    )
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped() -> None:
@@ -180,7 +191,9 @@ def test_sixteen_bit_images_are_scaled_not_clipped() -> None:
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "cannot be decoded|not an image"),
     ],
 )
-def test_unreadable_bytes_name_the_file_and_the_reason(data: bytes, reason: str) -> None:
+def test_unreadable_bytes_name_the_file_and_the_reason(
+    data: bytes, reason: str
+) -> None:
     with pytest.raises(ImageError, match=f"^photo.png: ({reason})"):
         prepare_bytes(data, PrepSettings(), name="photo.png")
 
@@ -235,7 +248,9 @@ def test_every_odd_shared_file_prepares_or_fails_with_a_reason() -> None:
 def test_exif_orientations_of_the_shared_files_come_out_upright() -> None:
     folder = shared_images("odd")
     sizes = {
-        prepare_bytes((folder / f"hopper_orientation_{n}.jpg").read_bytes(), PrepSettings()).width
+        prepare_bytes(
+            (folder / f"hopper_orientation_{n}.jpg").read_bytes(), PrepSettings()
+        ).width
         for n in range(2, 9)
     }
     reference = prepare_bytes((folder / "hopper_gray.jpg").read_bytes(), PrepSettings())

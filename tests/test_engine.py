@@ -79,7 +79,9 @@ async def test_many_requests_answer_in_input_order(
     async with EmulatorServer(EmulatorConfig(latency_ms=50)) as emulator:
         provider = make_provider("emulator", base_url=emulator.base_url)
         config = EngineConfig(concurrency=256)
-        async with Engine({"emulator": provider}, cache=response_cache, config=config) as engine:
+        async with Engine(
+            {"emulator": provider}, cache=response_cache, config=config
+        ) as engine:
             results = await engine.map(requests, "describe")
             assert engine.images_prepared == 50
         assert emulator.stats["requests"] == 2000
@@ -92,12 +94,17 @@ async def test_transient_faults_are_retried_and_never_cached(
     requests = distinct_requests(make_image, 300, images=10)
     emulator_config = EmulatorConfig(fault_rate=0.2, fault_timeout_s=5.0, seed=3)
     config = EngineConfig(
-        concurrency=64, timeout_s=0.5, max_attempts=12, backoff_base_s=0.01,
+        concurrency=64,
+        timeout_s=0.5,
+        max_attempts=12,
+        backoff_base_s=0.01,
         backoff_max_s=0.05,
     )
     async with EmulatorServer(emulator_config) as emulator:
         provider = make_provider("emulator", base_url=emulator.base_url)
-        async with Engine({"emulator": provider}, cache=response_cache, config=config) as engine:
+        async with Engine(
+            {"emulator": provider}, cache=response_cache, config=config
+        ) as engine:
             results = await engine.map(requests, "describe")
             stats = engine.stats()["describe"]
         faults = emulator.stats["faults"]
@@ -165,7 +172,9 @@ async def test_identical_requests_in_a_batch_are_sent_once(
             results = await engine.map([request] * 10, "x")
         assert emulator.stats["requests"] == 1
     assert len(set(texts(results))) == 1
-    assert [r.cached for r in results if isinstance(r, Response)] == [False] + [True] * 9
+    assert [r.cached for r in results if isinstance(r, Response)] == [False] + [
+        True
+    ] * 9
 
 
 async def test_missing_and_broken_images_fail_their_items(

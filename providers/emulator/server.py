@@ -165,7 +165,8 @@ class _Emulator:
             raise asyncio.CancelledError
         if fault == "malformed":
             return web.Response(
-                status=200, body=b'{"id": "chatcmpl-broken", "choices": [',
+                status=200,
+                body=b'{"id": "chatcmpl-broken", "choices": [',
                 content_type="application/json",
             )
         status = int(fault)
@@ -192,13 +193,17 @@ class _Emulator:
         try:
             response, tokens_in, tokens_out = self._openai_answer(request, raw)
         except _BadRequest as error:
-            response = _openai_error(400, str(error), "invalid_request_error", error.code)
+            response = _openai_error(
+                400, str(error), "invalid_request_error", error.code
+            )
             tokens_in = tokens_out = 0
         except _Unauthorized as error:
             # Quotes the whole key it was sent, which a real service would mask, so
             # that tests can prove the client keeps it out of what it reports.
             response = _openai_error(
-                401, f"Incorrect API key provided: {error}.", "invalid_request_error",
+                401,
+                f"Incorrect API key provided: {error}.",
+                "invalid_request_error",
                 "invalid_api_key",
             )
             tokens_in = tokens_out = 0
@@ -251,8 +256,12 @@ class _Emulator:
         )
         output = simulated.respond(model_input)
         text, tokens_out, finish = _truncate(output, max_tokens)
-        text_tokens = sum(estimate_text_tokens(p) for p, _ in parts if isinstance(p, str))
-        tokens_in = text_tokens + image_tokens + (estimate_text_tokens(system) if system else 0)
+        text_tokens = sum(
+            estimate_text_tokens(p) for p, _ in parts if isinstance(p, str)
+        )
+        tokens_in = (
+            text_tokens + image_tokens + (estimate_text_tokens(system) if system else 0)
+        )
         answer = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -270,7 +279,10 @@ class _Emulator:
                 "prompt_tokens": tokens_in,
                 "completion_tokens": tokens_out,
                 "total_tokens": tokens_in + tokens_out,
-                "prompt_tokens_details": {"cached_tokens": 0, "image_tokens": image_tokens},
+                "prompt_tokens_details": {
+                    "cached_tokens": 0,
+                    "image_tokens": image_tokens,
+                },
             },
             "system_fingerprint": "fp_emulator",
         }
@@ -301,7 +313,9 @@ class _Emulator:
                     if isinstance(item[0], Image.Image):
                         detail = (part.get("image_url") or {}).get("detail", "auto")
                         width, height = item[0].size
-                        image_tokens += openai_image_tokens(model, width, height, detail)
+                        image_tokens += openai_image_tokens(
+                            model, width, height, detail
+                        )
                     parts.append(item)
             else:
                 raise _BadRequest("each message needs a content string or list")
@@ -329,7 +343,8 @@ class _Emulator:
         except (binascii.Error, UnidentifiedImageError, OSError) as error:
             raise _BadRequest(
                 "You uploaded an unsupported image. Please make sure your image is "
-                "valid.", "invalid_image_format",
+                "valid.",
+                "invalid_image_format",
             ) from error
         self.stats.images += 1
         return image.convert("RGB"), hashlib.sha256(data).hexdigest()
@@ -360,8 +375,9 @@ class _Emulator:
             self.config = replace(self.config, **changes)
         except (TypeError, ValueError) as error:
             return web.json_response({"error": str(error)}, status=400)
-        return web.json_response({k: v for k, v in asdict(self.config).items()
-                                  if k != "api_key"})
+        return web.json_response(
+            {k: v for k, v in asdict(self.config).items() if k != "api_key"}
+        )
 
     async def reset(self, request: web.Request) -> web.Response:
         self.stats = _Stats()
@@ -464,6 +480,10 @@ class EmulatorServer:
 def serve(config: EmulatorConfig, *, host: str = "127.0.0.1", port: int = 8900) -> None:
     """Serve the emulator until interrupted (blocking)."""
     web.run_app(
-        build_app(config), host=host, port=port, access_log=None, print=None,
+        build_app(config),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
         backlog=4096,
     )
