@@ -75,7 +75,8 @@ class RunConfig:
     noun: str | None = None
     n_train: int = 30
     n_test: int = 30
-    synthetic_per_species: int = 80
+    synthetic_per_species: int = 60
+    synthetic_seed: int = 0
     # Models.
     provider: str = "emulator"
     model: str | None = None
