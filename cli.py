@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,7 @@ def batch(
     )
     cache = _open_cache(options["cache_dir"], options["no_cache"])
     view = ProgressView(console, enabled=not ctx.obj["quiet"])
+    started = time.perf_counter()
     try:
         with view:
             results, stats = asyncio.run(_run_batch(items, options, cache, view))
@@ -300,8 +302,10 @@ def batch(
     finally:
         if cache is not None:
             cache.close()
+    wall = time.perf_counter() - started
     failed = _write_results(output, items, results)
     console.print(stats_table(stats, title=f"Batch: {len(items):,} lines"))
+    console.print(_throughput_line(stats.get("batch"), wall))
     if failed:
         console.print(
             f"[red]{failed:,} of {len(items):,} items failed[/]; see {output}"
@@ -346,6 +350,16 @@ async def _start_provider(
         server = await stack.enter_async_context(EmulatorServer())
         base_url = server.base_url
     return make_provider(options["provider"], base_url=base_url)
+
+
+def _throughput_line(stats: PhaseStats | None, wall: float) -> str:
+    calls = stats.calls if stats else 0
+    hits = stats.cache_hits if stats else 0
+    share = f" ({hits / calls:.0%})" if calls else ""
+    return (
+        f"{calls:,} calls in {wall:.2f}s, {calls / wall:,.0f} calls/s; "
+        f"{hits:,} from the cache{share}"
+    )
 
 
 def _write_results(
