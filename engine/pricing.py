@@ -148,8 +148,8 @@ class PriceTable:
             + cached * cached_rate
             + usage.output_tokens * price.output
         ) * _PER_TOKEN
-        # Round away float noise (0.30000000000000004); twelve decimals are a
-        # millionth of the cheapest token, so no real amount is lost.
+        # Round away float noise (0.30000000000000004); twelve decimals are far
+        # below the price of a single token, so no real amount is lost.
         return round(dollars, 12)
 
 
