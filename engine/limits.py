@@ -47,6 +47,26 @@ server all at once.
 
 Memory is one small entry per admission per budget, kept for one window: about
 ``rpm`` entries per budget at full speed.
+
+One HTTP attempt, as the engine drives it::
+
+    limiter = limiters.get(provider_name, call.model)
+    async with limiter.acquire(
+        input_tokens=provider.estimate_input_tokens(call),
+        output_tokens=call.max_tokens,
+    ) as lease:
+        status, headers, body = await send(provider.build(call))
+    try:
+        reply = provider.parse(status, headers, body)
+    except ProviderError as error:
+        limiter.observe(error.rate_limit)
+        if error.usage is not None:
+            lease.settle(error.usage)
+        if error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED):
+            limiter.pause(error.retry_after_s or backoff)
+        raise
+    limiter.observe(reply.rate_limit)
+    lease.settle(reply.usage)
 """
 
 from __future__ import annotations
@@ -164,6 +184,9 @@ class _Budget:
 
     def charge(self, cost: int, now: float, factor: float) -> _Entry:
         """Record an admission of ``cost`` at ``now``; ``factor`` scales the rate."""
+        # Pruning here too keeps the log of an unlimited budget (which is never
+        # asked to wait) from growing without end.
+        self._prune(now)
         entry = _Entry(now, cost)
         self._log.append(entry)
         self._used += cost
