@@ -15,6 +15,7 @@ import click
 import orjson
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -467,6 +468,225 @@ def cache_clear(ctx: click.Context, cache_dir: Path | None) -> None:
     removed = store.clear()
     store.close()
     ctx.obj["console"].print(f"removed {removed:,} cached answers")
+
+
+# AutoSEP: run, resume, report, and data check. The logic lives in autosep/; these
+# commands gather settings, call it, and render what it returns.
+
+_METHOD_OPTIONS: tuple[tuple[str, Any, str], ...] = (
+    ("--dataset", str, "Dataset folder or manifest (folder per class, manifest, "
+     "CUB-200-2011, iNaturalist 2021); a synthetic family when left out."),
+    ("--family", str, "Synthetic family to generate and use (default: finch)."),
+    ("--layout", click.Choice(("auto", "folder", "manifest", "cub", "inat")),
+     "Dataset layout (default: auto)."),
+    ("--task", click.Choice(("cuckoo", "oriole", "vireo")),
+     "CUB-200-2011 reference task (three classes)."),
+    ("--classes", str, "Comma-separated classes to keep, in option order."),
+    ("--noun", str, "What the images show (bird, butterfly, ...)."),
+    ("--n-train", click.IntRange(1), "Unlabeled training images per class (30)."),
+    ("--n-test", click.IntRange(1), "Test images per class (30)."),
+    ("--provider", click.Choice(PROVIDER_NAMES), "API for the main calls (emulator)."),
+    ("--model", str, "Model for describe, compare and classify calls."),
+    ("--critic-provider", click.Choice(PROVIDER_NAMES),
+     "API for criticise, rewrite and paraphrase calls (same as --provider)."),
+    ("--critic-model", str, "Model for criticise, rewrite and paraphrase calls."),
+    ("--base-url", str, "Root URL of the main provider's server."),
+    ("--seed", int, "Run seed; every random choice derives from it (0)."),
+    ("--rounds", click.IntRange(0), "Optimisation rounds (6)."),
+    ("--beam-size", click.IntRange(1), "Prompts kept per round (4)."),
+    ("--minibatch-size", click.IntRange(1), "Images compared to find errors (50)."),
+    ("--n-gradients", click.IntRange(0), "Criticise calls per parent (4)."),
+    ("--errors-per-gradient", click.IntRange(1), "Error examples per criticism (4)."),
+    ("--gradients-per-error", click.IntRange(1), "Reasons per criticism (1)."),
+    ("--steps-per-gradient", click.IntRange(1), "New prompts per reason (1)."),
+    ("--mc-samples-per-step", click.IntRange(0), "Paraphrases per prompt (1)."),
+    ("--max-expansion-factor", click.IntRange(1), "New prompts kept per parent (5)."),
+    ("--evaluator", click.Choice(("bf", "ucb", "sr", "sh")), "Candidate evaluator (bf)."),
+    ("--n-compare", click.IntRange(1), "Negatives per image when scoring (2)."),
+    ("--samples-per-eval", click.IntRange(1), "Evaluator budget: images per pull (32)."),
+    ("--eval-rounds", click.IntRange(1), "Evaluator budget: rounds (8)."),
+    ("--eval-prompts-per-round", click.IntRange(1), "Evaluator budget: prompts (8)."),
+    ("--baselines", str, "Comma-separated baselines (zero_shot, zero_shot_described, "
+     "majority_vote, few_shot_random, multi_image, kmeans)."),
+    ("--concurrency", click.IntRange(1), "Calls in flight at most (64)."),
+    ("--budget-usd", click.FloatRange(min=0), "Stop, resumably, before spending more."),
+    ("--cache-dir", str, "Where answers are cached."),
+    ("--data-dir", str, "Where generated datasets are written."),
+)
+
+
+def _method_options(func: Any) -> Any:
+    """Add every setting as an option whose default (None) leaves it unset."""
+    for flag, kind, text in reversed(_METHOD_OPTIONS):
+        func = click.option(flag, type=kind, default=None, help=text)(func)
+    for flag in ("reject-on-errors", "test-eval"):
+        func = click.option(f"--{flag}/--no-{flag}", default=None)(func)
+    return click.option("--no-cache", is_flag=True, default=None, help="Do not cache.")(func)
+
+
+def _run_outcome(ctx: click.Context, run_dir: Path, config: Any) -> None:
+    """Run (or continue) a run with a progress view, then print its report."""
+    from autosep.rundir import ConfigMismatch
+    from autosep.runner import RunError, run
+
+    console: Console = ctx.obj["console"]
+    view = ProgressView(console, enabled=not ctx.obj["quiet"])
+    try:
+        with view:
+            outcome = asyncio.run(run(config, run_dir, on_event=view))
+    except (RunError, ConfigMismatch, ConfigError) as error:
+        raise click.ClickException(str(error)) from error
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with: python cli.py resume {run_dir}")
+        sys.exit(1)
+    _print_report(console, run_dir)
+    if outcome.stopped:
+        console.print(f"[yellow]{escape(outcome.stopped)}[/]")
+        console.print(f"continue with: python cli.py resume {run_dir} --budget-usd N")
+        sys.exit(1)
+
+
+def _output_console() -> Console:
+    """Return the console for results on stdout; wide when it is not a terminal."""
+    out = Console()
+    return out if out.is_terminal else Console(width=160)
+
+
+def _print_report(console: Console, run_dir: Path) -> None:
+    from autosep.render import baselines_table, phases_table, prompt_text, rounds_table
+    from autosep.report import load_report
+
+    try:
+        results, totals = load_report(run_dir)
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+    out = _output_console()
+    if results["summary"]:
+        out.print(rounds_table(results))
+    out.print(baselines_table(results))
+    if totals:
+        out.print(phases_table(totals))
+    if prompt_text(results):
+        out.print("[bold]Best prompt (by label-free score):[/]")
+        out.print(escape(prompt_text(results)))
+    console.print(f"run directory: {run_dir}")
+
+
+@cli.command("run")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="TOML or JSON file of settings (command-line options win).")
+@click.option("--demo", is_flag=True, help="A small complete run (a few minutes).")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Run directory (default: runs/<task>-<settings digest>).")
+@click.option("--dry-run", is_flag=True, help="Count calls and cost; call nothing.")
+@_method_options
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    config_file: str | None,
+    demo: bool,
+    run_dir: Path | None,
+    dry_run: bool,
+    **options: Any,
+) -> None:
+    """Learn a description prompt with AutoSEP, from unlabeled images."""
+    from autosep.config import ConfigError as SettingsError
+    from autosep.config import load_config_file, resolve_config
+
+    try:
+        file_settings = load_config_file(config_file) if config_file else None
+        config = resolve_config(file_settings, options, demo=demo)
+    except SettingsError as error:
+        raise click.UsageError(str(error)) from error
+    if dry_run:
+        _dry_run(ctx, config)
+        return
+    name = config.task or config.family or (Path(config.dataset).stem if config.dataset else "finch")
+    _run_outcome(ctx, run_dir or Path("runs") / f"{name}-{config.fingerprint()[:8]}", config)
+
+
+def _dry_run(ctx: click.Context, config: Any) -> None:
+    from autosep.render import dry_run_table
+    from autosep.runner import RunError, dry_run
+
+    try:
+        plan = asyncio.run(dry_run(config))
+    except (RunError, ConfigError) as error:
+        raise click.ClickException(str(error)) from error
+    out = _output_console()
+    out.print(dry_run_table(plan.planned, plan.replayed))
+    note = "" if plan.priced else " (some models have no known price)"
+    out.print(
+        f"about {plan.uncached_estimate:,} calls not in the cache, "
+        f"about ${plan.cost_usd:.2f} at list prices{note}"
+    )
+
+
+@cli.command("resume")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--concurrency", type=click.IntRange(1), default=None)
+@click.option("--budget-usd", type=click.FloatRange(min=0), default=None)
+@click.option("--cache-dir", type=str, default=None)
+@click.pass_context
+def resume_command(ctx: click.Context, run_dir: Path, **changes: Any) -> None:
+    """Continue a run from its last checkpoint, with its own settings."""
+    from autosep.rundir import RunDir
+
+    try:
+        config = RunDir(run_dir).read_config()
+    except FileNotFoundError as error:
+        raise click.ClickException(f"{run_dir} holds no run") from error
+    # Only settings that cannot change an answer may differ on a resume.
+    config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+    _run_outcome(ctx, run_dir, config)
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_context
+def report_command(ctx: click.Context, run_dir: Path) -> None:
+    """Show a run's results and costs, and redraw its plot."""
+    _print_report(ctx.obj["console"], run_dir)
+
+
+@data.command("check")
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.option("--layout", type=click.Choice(("auto", "folder", "manifest", "cub", "inat")),
+              default="auto", show_default=True)
+@click.option("--task", type=click.Choice(("cuckoo", "oriole", "vireo")), default=None)
+@click.option("--classes", default=None, help="Comma-separated classes to keep.")
+@click.option("--noun", default=None)
+@click.option("--n-train", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--n-test", type=click.IntRange(1), default=30, show_default=True)
+def data_check(
+    dataset: Path,
+    layout: str,
+    task: str | None,
+    classes: str | None,
+    noun: str | None,
+    n_train: int,
+    n_test: int,
+) -> None:
+    """Check a dataset before spending anything on it: counts and unreadable images."""
+    from autosep.checks import check_dataset
+    from autosep.datasets import DatasetError, load_dataset
+    from autosep.render import check_table
+
+    wanted = [c.strip() for c in classes.split(",")] if classes else None
+    try:
+        loaded = load_dataset(dataset, layout=layout, noun=noun, classes=wanted, task=task)
+    except DatasetError as error:
+        raise click.ClickException(str(error)) from error
+    result = check_dataset(loaded, n_train=n_train, n_test=n_test)
+    out = _output_console()
+    out.print(check_table(loaded, result))
+    for path, reason in result.unreadable:
+        out.print(f"[red]unreadable[/] {escape(path)}: {escape(reason)}")
+    for problem in result.problems:
+        out.print(f"[yellow]problem[/] {escape(problem)}")
+    if not result.ok:
+        sys.exit(1)
+    out.print("[green]ok[/]: the dataset can be used as is")
 
 
 if __name__ == "__main__":

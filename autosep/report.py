@@ -66,3 +66,33 @@ def _line(axis: Any, xs: list[int], ys: list[float | None], label: str, style: s
     points = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
     if points:
         axis.plot(*zip(*points, strict=True), style, label=label)
+
+
+def load_report(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Return a run's results and its per-phase totals, and redraw its plot.
+
+    A run that has not finished is reported from its last checkpoint.
+
+    Raises:
+        FileNotFoundError: The folder holds no run.
+    """
+    from autosep.results import build_results
+    from autosep.rundir import RunDir
+    from autosep.runner import load_task
+
+    directory = RunDir(run_dir)
+    if not directory.exists():
+        raise FileNotFoundError(f"{directory.path} holds no run (no config.json)")
+    if directory.results.exists():
+        import json
+
+        results = json.loads(directory.results.read_text())
+    else:
+        config = directory.read_config()
+        state = directory.load_state()
+        if state is None:
+            raise FileNotFoundError(f"{directory.path} has no checkpoint yet")
+        results = build_results(state, load_task(config), config)
+    if results["summary"]:
+        plot_rounds(results, directory.plot)
+    return results, phase_totals(directory.read_stats())
