@@ -247,7 +247,11 @@ def _cub_classes(
         return {k: _class_name(v) for k, v in sorted(names.items())}
     chosen: dict[int, str] = {}
     for wanted in classes:
-        match = [k for k, v in names.items() if wanted in (str(k), v, _class_name(v))]
+        match = [
+            k
+            for k, v in names.items()
+            if wanted in (str(k), f"{k:03d}", v, re.sub(r"^\d+\.", "", v), _class_name(v))
+        ]
         if not match:
             raise DatasetError(f"{root}/classes.txt has no class {wanted!r}")
         chosen[match[0]] = _class_name(names[match[0]])
