@@ -41,14 +41,14 @@ BASELINES = (
 
 # A small but complete run: every step of the method, a few minutes on two cores.
 DEMO: dict[str, Any] = {
-    "rounds": 2,
-    "beam_size": 2,
-    "n_train": 8,
-    "n_test": 10,
-    "minibatch_size": 16,
-    "n_gradients": 2,
-    "errors_per_gradient": 3,
-    "max_expansion_factor": 3,
+    "rounds": 3,
+    "beam_size": 3,
+    "n_train": 15,
+    "n_test": 20,
+    "minibatch_size": 30,
+    "n_gradients": 3,
+    "errors_per_gradient": 4,
+    "max_expansion_factor": 4,
 }
 
 _EXECUTION = {"metadata": {"execution": True}}
