@@ -474,21 +474,34 @@ def cache_clear(ctx: click.Context, cache_dir: Path | None) -> None:
 # commands gather settings, call it, and render what it returns.
 
 _METHOD_OPTIONS: tuple[tuple[str, Any, str], ...] = (
-    ("--dataset", str, "Dataset folder or manifest (folder per class, manifest, "
-     "CUB-200-2011, iNaturalist 2021); a synthetic family when left out."),
+    (
+        "--dataset",
+        str,
+        "Dataset folder or manifest (folder per class, manifest, "
+        "CUB-200-2011, iNaturalist 2021); a synthetic family when left out.",
+    ),
     ("--family", str, "Synthetic family to generate and use (default: finch)."),
-    ("--layout", click.Choice(("auto", "folder", "manifest", "cub", "inat")),
-     "Dataset layout (default: auto)."),
-    ("--task", click.Choice(("cuckoo", "oriole", "vireo")),
-     "CUB-200-2011 reference task (three classes)."),
+    (
+        "--layout",
+        click.Choice(("auto", "folder", "manifest", "cub", "inat")),
+        "Dataset layout (default: auto).",
+    ),
+    (
+        "--task",
+        click.Choice(("cuckoo", "oriole", "vireo")),
+        "CUB-200-2011 reference task (three classes).",
+    ),
     ("--classes", str, "Comma-separated classes to keep, in option order."),
     ("--noun", str, "What the images show (bird, butterfly, ...)."),
     ("--n-train", click.IntRange(1), "Unlabeled training images per class (30)."),
     ("--n-test", click.IntRange(1), "Test images per class (30)."),
     ("--provider", click.Choice(PROVIDER_NAMES), "API for the main calls (emulator)."),
     ("--model", str, "Model for describe, compare and classify calls."),
-    ("--critic-provider", click.Choice(PROVIDER_NAMES),
-     "API for criticise, rewrite and paraphrase calls (same as --provider)."),
+    (
+        "--critic-provider",
+        click.Choice(PROVIDER_NAMES),
+        "API for criticise, rewrite and paraphrase calls (same as --provider).",
+    ),
     ("--critic-model", str, "Model for criticise, rewrite and paraphrase calls."),
     ("--base-url", str, "Root URL of the main provider's server."),
     ("--seed", int, "Run seed; every random choice derives from it (0)."),
@@ -501,13 +514,25 @@ _METHOD_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("--steps-per-gradient", click.IntRange(1), "New prompts per reason (1)."),
     ("--mc-samples-per-step", click.IntRange(0), "Paraphrases per prompt (1)."),
     ("--max-expansion-factor", click.IntRange(1), "New prompts kept per parent (5)."),
-    ("--evaluator", click.Choice(("bf", "ucb", "sr", "sh")), "Candidate evaluator (bf)."),
+    (
+        "--evaluator",
+        click.Choice(("bf", "ucb", "sr", "sh")),
+        "Candidate evaluator (bf).",
+    ),
     ("--n-compare", click.IntRange(1), "Negatives per image when scoring (2)."),
-    ("--samples-per-eval", click.IntRange(1), "Evaluator budget: images per pull (32)."),
+    (
+        "--samples-per-eval",
+        click.IntRange(1),
+        "Evaluator budget: images per pull (32).",
+    ),
     ("--eval-rounds", click.IntRange(1), "Evaluator budget: rounds (8)."),
     ("--eval-prompts-per-round", click.IntRange(1), "Evaluator budget: prompts (8)."),
-    ("--baselines", str, "Comma-separated baselines (zero_shot, zero_shot_described, "
-     "majority_vote, few_shot_random, multi_image, kmeans)."),
+    (
+        "--baselines",
+        str,
+        "Comma-separated baselines (zero_shot, zero_shot_described, "
+        "majority_vote, few_shot_random, multi_image, kmeans).",
+    ),
     ("--concurrency", click.IntRange(1), "Calls in flight at most (64)."),
     ("--budget-usd", click.FloatRange(min=0), "Stop, resumably, before spending more."),
     ("--cache-dir", str, "Where answers are cached."),
@@ -521,7 +546,9 @@ def _method_options(func: Any) -> Any:
         func = click.option(flag, type=kind, default=None, help=text)(func)
     for flag in ("reject-on-errors", "test-eval"):
         func = click.option(f"--{flag}/--no-{flag}", default=None)(func)
-    return click.option("--no-cache", is_flag=True, default=None, help="Do not cache.")(func)
+    return click.option("--no-cache", is_flag=True, default=None, help="Do not cache.")(
+        func
+    )
 
 
 def _run_outcome(ctx: click.Context, run_dir: Path, config: Any) -> None:
@@ -573,11 +600,19 @@ def _print_report(console: Console, run_dir: Path) -> None:
 
 
 @cli.command("run")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="TOML or JSON file of settings (command-line options win).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML or JSON file of settings (command-line options win).",
+)
 @click.option("--demo", is_flag=True, help="A small complete run (a few minutes).")
-@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
-              help="Run directory (default: runs/<task>-<settings digest>).")
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory (default: runs/<task>-<settings digest>).",
+)
 @click.option("--dry-run", is_flag=True, help="Count calls and cost; call nothing.")
 @_method_options
 @click.pass_context
@@ -601,8 +636,14 @@ def run_command(
     if dry_run:
         _dry_run(ctx, config)
         return
-    name = config.task or config.family or (Path(config.dataset).stem if config.dataset else "finch")
-    _run_outcome(ctx, run_dir or Path("runs") / f"{name}-{config.fingerprint()[:8]}", config)
+    name = (
+        config.task
+        or config.family
+        or (Path(config.dataset).stem if config.dataset else "finch")
+    )
+    _run_outcome(
+        ctx, run_dir or Path("runs") / f"{name}-{config.fingerprint()[:8]}", config
+    )
 
 
 def _dry_run(ctx: click.Context, config: Any) -> None:
@@ -623,7 +664,9 @@ def _dry_run(ctx: click.Context, config: Any) -> None:
 
 
 @cli.command("resume")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
 @click.option("--concurrency", type=click.IntRange(1), default=None)
 @click.option("--budget-usd", type=click.FloatRange(min=0), default=None)
 @click.option("--cache-dir", type=str, default=None)
@@ -642,7 +685,9 @@ def resume_command(ctx: click.Context, run_dir: Path, **changes: Any) -> None:
 
 
 @cli.command("report")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
 @click.pass_context
 def report_command(ctx: click.Context, run_dir: Path) -> None:
     """Show a run's results and costs, and redraw its plot."""
@@ -651,8 +696,12 @@ def report_command(ctx: click.Context, run_dir: Path) -> None:
 
 @data.command("check")
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
-@click.option("--layout", type=click.Choice(("auto", "folder", "manifest", "cub", "inat")),
-              default="auto", show_default=True)
+@click.option(
+    "--layout",
+    type=click.Choice(("auto", "folder", "manifest", "cub", "inat")),
+    default="auto",
+    show_default=True,
+)
 @click.option("--task", type=click.Choice(("cuckoo", "oriole", "vireo")), default=None)
 @click.option("--classes", default=None, help="Comma-separated classes to keep.")
 @click.option("--noun", default=None)
@@ -674,7 +723,9 @@ def data_check(
 
     wanted = [c.strip() for c in classes.split(",")] if classes else None
     try:
-        loaded = load_dataset(dataset, layout=layout, noun=noun, classes=wanted, task=task)
+        loaded = load_dataset(
+            dataset, layout=layout, noun=noun, classes=wanted, task=task
+        )
     except DatasetError as error:
         raise click.ClickException(str(error)) from error
     result = check_dataset(loaded, n_train=n_train, n_test=n_test)

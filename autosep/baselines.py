@@ -28,7 +28,6 @@ from autosep.config import RunConfig
 from autosep.prompts import initial_prompt
 from autosep.rng import generator
 from autosep.scoring import Scorer
-from autosep.tasks import Task
 
 __all__ = ["majority", "run_baseline", "colour_histogram", "kmeans"]
 
@@ -56,19 +55,26 @@ async def run_baseline(
     else:
         raise ValueError(f"unknown baseline {name!r}")
     answers = await scorer.session.texts(requests, "baseline")
-    return metrics(labels(task), parse_answers(answers, task.classes), len(task.classes))
+    return metrics(
+        labels(task), parse_answers(answers, task.classes), len(task.classes)
+    )
 
 
-async def _majority_vote(scorer: Scorer, calls: CallMaker, config: RunConfig) -> Metrics:
+async def _majority_vote(
+    scorer: Scorer, calls: CallMaker, config: RunConfig
+) -> Metrics:
     task = calls.task
     requests = [
         calls.classify(image, None, temperature=config.vote_temperature, sample=s)
         for image, _ in task.test
         for s in range(config.votes)
     ]
-    votes = parse_answers(await scorer.session.texts(requests, "baseline"), task.classes)
+    votes = parse_answers(
+        await scorer.session.texts(requests, "baseline"), task.classes
+    )
     predictions = [
-        majority(votes[i : i + config.votes]) for i in range(0, len(votes), config.votes)
+        majority(votes[i : i + config.votes])
+        for i in range(0, len(votes), config.votes)
     ]
     return metrics(labels(task), predictions, len(task.classes))
 
@@ -76,8 +82,10 @@ async def _majority_vote(scorer: Scorer, calls: CallMaker, config: RunConfig) ->
 def majority(votes: Sequence[int]) -> int:
     """Return the most common parsed vote; ties go to the earliest vote.
 
-    >>> majority([2, 1, 1, UNPARSED, 2]), majority([UNPARSED, FAILED]), majority([FAILED])
-    (2, -1, -2)
+    >>> majority([2, 1, 1, UNPARSED, 2]), majority([UNPARSED, FAILED])
+    (2, -1)
+    >>> majority([FAILED])
+    -2
     """
     parsed = [v for v in votes if v >= 0]
     if not parsed:
@@ -148,7 +156,9 @@ def kmeans(
     for _ in range(1, min(k, len(points))):
         distance = np.min([((points - c) ** 2).sum(axis=1) for c in centres], axis=0)
         total = distance.sum()
-        weights = distance / total if total > 0 else np.full(len(points), 1 / len(points))
+        weights = (
+            distance / total if total > 0 else np.full(len(points), 1 / len(points))
+        )
         centres.append(points[int(rng.choice(len(points), p=weights))])
     centre_array = np.array(centres)
     assignment = np.zeros(len(points), dtype=int)

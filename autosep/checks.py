@@ -83,7 +83,9 @@ def _problems(
 ) -> list[str]:
     problems = []
     if len(dataset.classes) < 2:
-        problems.append(f"a task needs at least 2 classes, found {len(dataset.classes)}")
+        problems.append(
+            f"a task needs at least 2 classes, found {len(dataset.classes)}"
+        )
     if len(dataset.classes) > 26:
         problems.append(f"{len(dataset.classes)} classes; options are lettered A to Z")
     for name, counts in result.counts.items():

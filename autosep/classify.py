@@ -16,7 +16,14 @@ from autosep.parsing import parse_letter
 from autosep.scoring import Scorer
 from autosep.tasks import Task
 
-__all__ = ["FAILED", "UNPARSED", "Metrics", "classify_with_prompt", "metrics", "parse_answers"]
+__all__ = [
+    "FAILED",
+    "UNPARSED",
+    "Metrics",
+    "classify_with_prompt",
+    "metrics",
+    "parse_answers",
+]
 
 # Predictions are class indices, or one of these.
 UNPARSED = -1

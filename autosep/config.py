@@ -175,12 +175,12 @@ def default_model(provider: str) -> str:
     try:
         return DEFAULT_MODELS[provider]
     except KeyError:
-        raise ConfigError(f"provider {provider!r} has no default model; set --model") from None
+        raise ConfigError(
+            f"provider {provider!r} has no default model; set --model"
+        ) from None
 
 
-def resolve_config(
-    *layers: Mapping[str, Any] | None, demo: bool = False
-) -> RunConfig:
+def resolve_config(*layers: Mapping[str, Any] | None, demo: bool = False) -> RunConfig:
     """Merge settings layers over the defaults, later layers winning.
 
     Args:
@@ -257,11 +257,25 @@ def _is_execution(f: dataclasses.Field[Any]) -> bool:
 
 def _validate(config: RunConfig) -> None:
     positive = (
-        "n_train", "n_test", "beam_size", "minibatch_size", "errors_per_gradient",
-        "gradients_per_error", "steps_per_gradient", "max_expansion_factor",
-        "n_compare", "samples_per_eval", "eval_rounds", "eval_prompts_per_round",
-        "describe_max_tokens", "compare_max_tokens", "critic_max_tokens",
-        "classify_max_tokens", "votes", "concurrency", "synthetic_per_species",
+        "n_train",
+        "n_test",
+        "beam_size",
+        "minibatch_size",
+        "errors_per_gradient",
+        "gradients_per_error",
+        "steps_per_gradient",
+        "max_expansion_factor",
+        "n_compare",
+        "samples_per_eval",
+        "eval_rounds",
+        "eval_prompts_per_round",
+        "describe_max_tokens",
+        "compare_max_tokens",
+        "critic_max_tokens",
+        "classify_max_tokens",
+        "votes",
+        "concurrency",
+        "synthetic_per_species",
     )
     for name in positive:
         if getattr(config, name) < 1:
@@ -270,7 +284,9 @@ def _validate(config: RunConfig) -> None:
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must not be negative")
     if config.evaluator not in EVALUATORS:
-        raise ConfigError(f"evaluator must be one of {EVALUATORS}, not {config.evaluator!r}")
+        raise ConfigError(
+            f"evaluator must be one of {EVALUATORS}, not {config.evaluator!r}"
+        )
     unknown = sorted(set(config.baselines) - set(BASELINES))
     if unknown:
         raise ConfigError(f"unknown baselines {unknown}; choose from {BASELINES}")

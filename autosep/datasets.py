@@ -178,7 +178,9 @@ def load_cub(
         for image_id in sorted(paths, key=_numeric)
         if labels.get(image_id) in chosen
     ]
-    return Dataset(task or root.name, noun, tuple(chosen.values()), tuple(items), str(root))
+    return Dataset(
+        task or root.name, noun, tuple(chosen.values()), tuple(items), str(root)
+    )
 
 
 def load_inat(
@@ -211,7 +213,11 @@ def _read_coco(root: Path, path: Path, split: str) -> tuple[dict[int, str], list
         categories = {int(c["id"]): str(c["name"]) for c in data["categories"]}
         files = {int(i["id"]): str(i["file_name"]) for i in data["images"]}
         items = [
-            Item(str(root / files[int(a["image_id"])]), categories[int(a["category_id"])], split)
+            Item(
+                str(root / files[int(a["image_id"])]),
+                categories[int(a["category_id"])],
+                split,
+            )
             for a in data["annotations"]
         ]
     except (ValueError, KeyError, TypeError) as error:
@@ -238,7 +244,9 @@ def _cub_classes(
 ) -> dict[int, str]:
     if task is not None:
         if task not in CUB_TASKS:
-            raise DatasetError(f"unknown CUB task {task!r}; choose from {sorted(CUB_TASKS)}")
+            raise DatasetError(
+                f"unknown CUB task {task!r}; choose from {sorted(CUB_TASKS)}"
+            )
         missing = [k for k in CUB_TASKS[task] if k not in names]
         if missing:
             raise DatasetError(f"{root}/classes.txt lacks class ids {missing}")
@@ -250,7 +258,8 @@ def _cub_classes(
         match = [
             k
             for k, v in names.items()
-            if wanted in (str(k), f"{k:03d}", v, re.sub(r"^\d+\.", "", v), _class_name(v))
+            if wanted
+            in (str(k), f"{k:03d}", v, re.sub(r"^\d+\.", "", v), _class_name(v))
         ]
         if not match:
             raise DatasetError(f"{root}/classes.txt has no class {wanted!r}")

@@ -37,7 +37,9 @@ async def evaluate(
     candidates: Sequence[str], scorer: Scorer, config: RunConfig, round_index: int
 ) -> list[Evaluation]:
     """Score candidates with the configured evaluator; returns them in input order."""
-    budget = config.samples_per_eval * config.eval_rounds * config.eval_prompts_per_round
+    budget = (
+        config.samples_per_eval * config.eval_rounds * config.eval_prompts_per_round
+    )
     if config.evaluator == "bf":
         return await _brute_force(candidates, scorer, budget)
     order = _image_order(scorer, config.seed, round_index)
@@ -52,7 +54,10 @@ def rank(evaluations: Sequence[Evaluation]) -> list[Evaluation]:
     """Return evaluations best first; ties keep their input order."""
     return sorted(
         evaluations,
-        key=lambda e: (-e.survived, -(e.score.score if e.score.score is not None else -1)),
+        key=lambda e: (
+            -e.survived,
+            -(e.score.score if e.score.score is not None else -1),
+        ),
     )
 
 

@@ -71,11 +71,15 @@ async def expand(
     await _rewrite(gradients, scorer, calls, config)
     await _paraphrase(expansions, scorer, calls, config)
     for expansion in expansions:
-        await _choose_children(expansion, parents, errors[expansion.parent], scorer, config, round_index)
+        await _choose_children(
+            expansion, parents, errors[expansion.parent], scorer, config, round_index
+        )
     return expansions
 
 
-def _minibatch(pool: Sequence[str], size: int, seed: int, round_index: int, parent: str) -> list[str]:
+def _minibatch(
+    pool: Sequence[str], size: int, seed: int, round_index: int, parent: str
+) -> list[str]:
     if size >= len(pool):
         return list(pool)
     rng = generator(seed, "minibatch", round_index, prompt_id(parent))
@@ -86,10 +90,14 @@ async def _find_errors(
     expansions: Sequence[Expansion], scorer: Scorer, config: RunConfig, round_index: int
 ) -> dict[str, list[ErrorExample]]:
     batches = {
-        e.parent: _minibatch(scorer.pool, config.minibatch_size, config.seed, round_index, e.parent)
+        e.parent: _minibatch(
+            scorer.pool, config.minibatch_size, config.seed, round_index, e.parent
+        )
         for e in expansions
     }
-    await scorer.score((parent, image) for parent, batch in batches.items() for image in batch)
+    await scorer.score(
+        (parent, image) for parent, batch in batches.items() for image in batch
+    )
     errors = {parent: scorer.errors(parent, batch) for parent, batch in batches.items()}
     for expansion in expansions:
         expansion.minibatch = len(batches[expansion.parent])
@@ -111,7 +119,9 @@ async def _criticise(
         if not found:
             continue
         for g in range(config.n_gradients):
-            rng = generator(config.seed, "errors", round_index, prompt_id(expansion.parent), g)
+            rng = generator(
+                config.seed, "errors", round_index, prompt_id(expansion.parent), g
+            )
             size = min(config.errors_per_gradient, len(found))
             picks = sorted(rng.choice(len(found), size=size, replace=False))
             gradients.append(_Gradient(expansion, [found[i] for i in picks]))
@@ -190,8 +200,13 @@ async def _choose_children(
     if len(children) > limit and config.reject_on_errors:
         children = await _best_on_errors(children, errors, scorer, limit)
     elif len(children) > limit:
-        rng = generator(config.seed, "expansion-select", round_index, prompt_id(expansion.parent))
-        children = [children[i] for i in sorted(rng.choice(len(children), size=limit, replace=False))]
+        rng = generator(
+            config.seed, "expansion-select", round_index, prompt_id(expansion.parent)
+        )
+        children = [
+            children[i]
+            for i in sorted(rng.choice(len(children), size=limit, replace=False))
+        ]
     expansion.children = children
 
 

@@ -17,7 +17,8 @@ _TAGGED = re.compile(r"<START>(.*?)<END>", re.DOTALL)
 # Markup a model wraps around a bare answer: bold, brackets, quotes, a trailing dot.
 _DECORATION = " \t*_`'\"()[]{}.:,;!"
 _PREFIX = re.compile(
-    r"^(?:the\s+)?(?:final\s+)?(?:answer|option|choice|correct option)\s*(?:is)?\s*[:\-]?\s*",
+    r"^(?:the\s+)?(?:final\s+)?(?:answer|option|choice|correct option)"
+    r"\s*(?:is)?\s*[:\-]?\s*",
     re.IGNORECASE,
 )
 
@@ -25,8 +26,10 @@ _PREFIX = re.compile(
 def parse_compare(text: str) -> int | None:
     """Return 0 if the answer names the first text, 1 the second, else None.
 
-    >>> parse_compare("Text 1"), parse_compare("the first one"), parse_compare("Second.")
-    (0, 0, 1)
+    >>> parse_compare("Text 1"), parse_compare("the first one")
+    (0, 0)
+    >>> parse_compare("Second.")
+    1
     >>> parse_compare("first or second") is None
     True
     """
@@ -44,7 +47,7 @@ def parse_letter(text: str, classes: Sequence[str]) -> int | None:
     first line starting with the letter, or the class name itself. An answer that
     names two options, or none, is None.
 
-    >>> parse_letter("**B**", ["x", "y", "z"]), parse_letter("Answer: (C)", ["x", "y", "z"])
+    >>> parse_letter("**B**", "xyz"), parse_letter("Answer: (C)", "xyz")
     (1, 2)
     >>> parse_letter("A or B", ["x", "y"]) is None
     True
@@ -91,9 +94,7 @@ def _named_classes(text: str, classes: Sequence[str]) -> set[int]:
     return {
         i
         for i in found
-        if not any(
-            j != i and classes[i].lower() in classes[j].lower() for j in found
-        )
+        if not any(j != i and classes[i].lower() in classes[j].lower() for j in found)
     }
 
 

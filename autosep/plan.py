@@ -37,7 +37,9 @@ _TYPICAL: dict[str, tuple[int, int | None, int]] = {
 def estimate_calls(config: RunConfig, task: Task) -> Counter[str]:
     """Return an upper estimate of the calls per phase of a whole run."""
     n, t = len(task.train), len(task.test)
-    budget = config.samples_per_eval * config.eval_rounds * config.eval_prompts_per_round
+    budget = (
+        config.samples_per_eval * config.eval_rounds * config.eval_prompts_per_round
+    )
     scored = min(n, budget)
     calls: Counter[str] = Counter()
     calls.update(_baselines(config, t))
@@ -50,11 +52,16 @@ def estimate_calls(config: RunConfig, task: Task) -> Counter[str]:
             calls["compare"] += scored * config.n_compare
         reasons = config.n_gradients * config.gradients_per_error
         sections = reasons * config.steps_per_gradient
-        children = min(config.max_expansion_factor, sections * (1 + config.mc_samples_per_step) + config.mc_samples_per_step)
+        children = min(
+            config.max_expansion_factor,
+            sections * (1 + config.mc_samples_per_step) + config.mc_samples_per_step,
+        )
         calls["criticise"] += parents * config.n_gradients
         calls["rewrite"] += parents * reasons
         calls["paraphrase"] += parents * (sections + 1) * config.mc_samples_per_step
-        calls["describe"] += parents * children * min(n, scored * (1 + config.n_compare))
+        calls["describe"] += (
+            parents * children * min(n, scored * (1 + config.n_compare))
+        )
         calls["compare"] += parents * children * scored * config.n_compare
         if config.test_eval:
             new = min(config.beam_size, parents * children)
@@ -80,7 +87,9 @@ def estimate_cost(config: RunConfig, calls: Counter[str]) -> float:
         text, images, output = _TYPICAL.get(phase, (300, 1, 100))
         images = config.errors_per_gradient if images is None else images
         critic = phase in ("criticise", "rewrite", "paraphrase")
-        provider, model = config.critic if critic else (config.provider, config.main_model)
+        provider, model = (
+            config.critic if critic else (config.provider, config.main_model)
+        )
         per_image = _image_tokens(provider, model)
         usage = Usage(input_tokens=text + images * per_image, output_tokens=output)
         total += count * cost_usd({model: usage})

@@ -30,12 +30,27 @@ def _rate(value: float | None) -> str:
 def rounds_table(results: dict[str, Any]) -> Table:
     """Best prompt per round: label-free score and test accuracy, vs zero-shot."""
     zero = (results["baselines"].get("zero_shot") or {}).get("accuracy")
-    table = Table(title=f"AutoSEP on {escape(results['task']['name'])}: best prompt per round")
-    for name in ("round", "prompt", "candidates", "score", "accuracy", "macro-F1", "beam mean", "vs zero-shot"):
+    table = Table(
+        title=f"AutoSEP on {escape(results['task']['name'])}: best prompt per round"
+    )
+    for name in (
+        "round",
+        "prompt",
+        "candidates",
+        "score",
+        "accuracy",
+        "macro-F1",
+        "beam mean",
+        "vs zero-shot",
+    ):
         table.add_column(name, justify="left" if name == "prompt" else "right")
     for line in results["summary"]:
         accuracy = line["best_accuracy"]
-        delta = "-" if accuracy is None or zero is None else f"{(accuracy - zero) * 100:+.1f} pt"
+        delta = (
+            "-"
+            if accuracy is None or zero is None
+            else f"{(accuracy - zero) * 100:+.1f} pt"
+        )
         table.add_row(
             str(line["round"]),
             line["best_id"],
@@ -76,10 +91,25 @@ def prompt_text(results: dict[str, Any]) -> str:
     return "" if not best else best["prompt"]
 
 
-def phases_table(totals: dict[str, dict[str, Any]], title: str = "Calls per phase") -> Table:
+def phases_table(
+    totals: dict[str, dict[str, Any]], title: str = "Calls per phase"
+) -> Table:
     """Calls, cache hits, tokens, cost and latency per phase."""
     table = Table(title=title)
-    columns = ("phase", "calls", "cache hits", "sent", "retries", "failed", "input tok", "output tok", "cost", "p50", "p90", "p99")
+    columns = (
+        "phase",
+        "calls",
+        "cache hits",
+        "sent",
+        "retries",
+        "failed",
+        "input tok",
+        "output tok",
+        "cost",
+        "p50",
+        "p90",
+        "p99",
+    )
     for name in columns:
         table.add_column(name, justify="left" if name == "phase" else "right")
     total_cost = 0.0
@@ -97,7 +127,10 @@ def phases_table(totals: dict[str, dict[str, Any]], title: str = "Calls per phas
             f"{row['input_tokens']:,}",
             f"{row['output_tokens']:,}",
             f"${row['cost_usd']:.4f}",
-            *(_seconds(row.get(k)) for k in ("latency_p50_s", "latency_p90_s", "latency_p99_s")),
+            *(
+                _seconds(row.get(k))
+                for k in ("latency_p50_s", "latency_p90_s", "latency_p99_s")
+            ),
         )
     note = "" if priced else " (some models unpriced)"
     table.caption = f"total ${total_cost:.4f} at list prices{note}"
@@ -110,9 +143,14 @@ def _seconds(value: float | None) -> str:
 
 def check_table(dataset: Dataset, check: DatasetCheck) -> Table:
     """Images per class and split, as ``data check`` shows them."""
-    table = Table(title=f"{escape(dataset.name)}: {len(dataset.classes)} classes of {escape(dataset.noun)}")
+    table = Table(
+        title=f"{escape(dataset.name)}: {len(dataset.classes)} classes "
+        f"of {escape(dataset.noun)}"
+    )
     for name in ("option", "class", "train", "test", "unsplit"):
-        table.add_column(name, justify="left" if name in ("option", "class") else "right")
+        table.add_column(
+            name, justify="left" if name in ("option", "class") else "right"
+        )
     for i, name in enumerate(dataset.classes):
         counts = check.counts.get(name, {})
         table.add_row(
@@ -129,6 +167,8 @@ def dry_run_table(planned: dict[str, int], replayed: dict[str, int]) -> Table:
     for name in ("phase", "planned", "answered by the cache"):
         table.add_column(name, justify="left" if name == "phase" else "right")
     for phase in sorted(set(planned) | set(replayed)):
-        table.add_row(phase, f"{planned.get(phase, 0):,}", f"{replayed.get(phase, 0):,}")
+        table.add_row(
+            phase, f"{planned.get(phase, 0):,}", f"{replayed.get(phase, 0):,}"
+        )
     table.add_row("total", f"{sum(planned.values()):,}", f"{sum(replayed.values()):,}")
     return table

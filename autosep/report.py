@@ -16,12 +16,21 @@ def phase_totals(sessions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """
     totals: dict[str, dict[str, Any]] = {}
     summed = (
-        "calls", "cache_hits", "sent", "retries", "failures",
-        "input_tokens", "output_tokens", "image_tokens", "cost_usd",
+        "calls",
+        "cache_hits",
+        "sent",
+        "retries",
+        "failures",
+        "input_tokens",
+        "output_tokens",
+        "image_tokens",
+        "cost_usd",
     )
     for session in sessions:
         for phase, stats in session["phases"].items():
-            total = totals.setdefault(phase, {key: 0 for key in summed} | {"priced": True})
+            total = totals.setdefault(
+                phase, {key: 0 for key in summed} | {"priced": True}
+            )
             for key in summed:
                 total[key] += stats.get(key) or 0
             total["priced"] = total["priced"] and stats.get("priced", True)
@@ -41,14 +50,29 @@ def plot_rounds(results: dict[str, Any], path: str | Path) -> Path:
     summary = results["summary"]
     rounds = [line["round"] for line in summary]
     figure, axis = plt.subplots(figsize=(7, 4.2))
-    _line(axis, rounds, [line["best_score"] for line in summary], "label-free score", "o-")
-    _line(axis, rounds, [line["best_accuracy"] for line in summary], "test accuracy", "s-")
-    _line(axis, rounds, [line["beam_mean_accuracy"] for line in summary], "beam mean accuracy", "^:")
+    _line(
+        axis, rounds, [line["best_score"] for line in summary], "label-free score", "o-"
+    )
+    _line(
+        axis, rounds, [line["best_accuracy"] for line in summary], "test accuracy", "s-"
+    )
+    _line(
+        axis,
+        rounds,
+        [line["beam_mean_accuracy"] for line in summary],
+        "beam mean accuracy",
+        "^:",
+    )
     styles = {"zero_shot": "--", "majority_vote": "-."}
     for name, style in styles.items():
         metrics = results["baselines"].get(name)
         if metrics and metrics.get("accuracy") is not None:
-            axis.axhline(metrics["accuracy"], linestyle=style, color="grey", label=name.replace("_", " "))
+            axis.axhline(
+                metrics["accuracy"],
+                linestyle=style,
+                color="grey",
+                label=name.replace("_", " "),
+            )
     axis.set_xlabel("round")
     axis.set_ylim(0, 1.02)
     axis.set_xticks(rounds)
@@ -62,13 +86,17 @@ def plot_rounds(results: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def _line(axis: Any, xs: list[int], ys: list[float | None], label: str, style: str) -> None:
+def _line(
+    axis: Any, xs: list[int], ys: list[float | None], label: str, style: str
+) -> None:
     points = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
     if points:
         axis.plot(*zip(*points, strict=True), style, label=label)
 
 
-def load_report(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def load_report(
+    run_dir: str | Path,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Return a run's results and its per-phase totals, and redraw its plot.
 
     A run that has not finished is reported from its last checkpoint.

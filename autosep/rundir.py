@@ -123,7 +123,9 @@ class RunDir:
 
 def _write_json(path: Path, data: Any) -> None:
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    partial.write_text(
+        json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     os.replace(partial, path)
 
 

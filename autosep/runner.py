@@ -105,7 +105,9 @@ def load_task(config: RunConfig) -> Task:
             )
     except DatasetError as error:
         raise RunError(str(error)) from error
-    task = make_task(dataset, n_train=config.n_train, n_test=config.n_test, seed=config.seed)
+    task = make_task(
+        dataset, n_train=config.n_train, n_test=config.n_test, seed=config.seed
+    )
     _check_task(task)
     return task
 
@@ -113,7 +115,8 @@ def load_task(config: RunConfig) -> Task:
 def _check_task(task: Task) -> None:
     if len(task.train) < 2 or not task.test:
         raise RunError(
-            f"{task.name}: {len(task.train)} training and {len(task.test)} test images; "
+            f"{task.name}: {len(task.train)} training and "
+            f"{len(task.test)} test images; "
             "a run needs at least 2 and 1 (check the dataset with 'data check')"
         )
     images = [*task.train, *(path for path, _ in task.test)]
@@ -140,7 +143,11 @@ async def open_engine(
 
     names = sorted({config.provider, config.critic[0]})
     try:
-        cache = None if config.no_cache else ResponseCache(config.cache_dir or default_cache_dir())
+        cache = (
+            None
+            if config.no_cache
+            else ResponseCache(config.cache_dir or default_cache_dir())
+        )
     except CacheError as error:
         raise RunError(str(error)) from error
     async with contextlib.AsyncExitStack() as stack:
@@ -288,7 +295,9 @@ async def dry_run(config: RunConfig, engine: EngineLike | None = None) -> DryRun
     replayed = dict(session.asked)
     uncached: Counter[str] = Counter()
     if not finished:
-        uncached = Counter({p: max(n - replayed.get(p, 0), 0) for p, n in planned.items()})
+        uncached = Counter(
+            {p: max(n - replayed.get(p, 0), 0) for p, n in planned.items()}
+        )
     models = {config.main_model, config.critic[1]}
     return DryRun(
         planned=dict(planned),
@@ -317,5 +326,8 @@ def _event_record(event: Any) -> dict[str, Any]:
             "error": event.error,
         }
     if hasattr(event, "__dataclass_fields__"):
-        return {"event": name, **{k: getattr(event, k) for k in event.__dataclass_fields__}}
+        return {
+            "event": name,
+            **{k: getattr(event, k) for k in event.__dataclass_fields__},
+        }
     return {"event": name, "value": str(event)}

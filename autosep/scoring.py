@@ -163,7 +163,11 @@ class Scorer:
 
     def _own_first(self, prompt: str, image: str, negative: str) -> bool:
         rng = generator(
-            self.seed, "order", prompt_id(prompt), self._name(image), self._name(negative)
+            self.seed,
+            "order",
+            prompt_id(prompt),
+            self._name(image),
+            self._name(negative),
         )
         return bool(rng.random() < 0.5)
 

@@ -78,7 +78,11 @@ class Search:
         self.config = config
         self.calls = CallMaker(task, config)
         self.scorer = Scorer(
-            session, self.calls, task.train, seed=config.seed, n_compare=config.n_compare
+            session,
+            self.calls,
+            task.train,
+            seed=config.seed,
+            n_compare=config.n_compare,
         )
 
     @property
@@ -105,7 +109,9 @@ class Search:
             # A single candidate needs no ranking, so round 0 makes no scoring calls.
             beam, evaluations, expansions = [self.initial_prompt], [], []
         else:
-            beam, evaluations, expansions = await self._search_round(state.beam, round_index)
+            beam, evaluations, expansions = await self._search_round(
+                state.beam, round_index
+            )
         tests = await self._test(beam)
         record = _round_record(round_index, beam, evaluations, expansions, tests)
         record["failures"] = sum(self.session.failures.values()) - failures_before
@@ -116,7 +122,9 @@ class Search:
     async def _search_round(
         self, beam: list[str], round_index: int
     ) -> tuple[list[str], list[Evaluation], list[Expansion]]:
-        expansions = await expand(beam, self.scorer, self.calls, self.config, round_index)
+        expansions = await expand(
+            beam, self.scorer, self.calls, self.config, round_index
+        )
         children = [child for e in expansions for child in e.children]
         candidates = list(dict.fromkeys([*beam, *children]))
         evaluations = await evaluate(candidates, self.scorer, self.config, round_index)
@@ -128,7 +136,9 @@ class Search:
             return {}
         tests = {}
         for prompt in beam:
-            result = await classify_with_prompt(prompt, self.scorer, self.calls, self.task)
+            result = await classify_with_prompt(
+                prompt, self.scorer, self.calls, self.task
+            )
             tests[prompt] = result.to_dict()
         return tests
 

@@ -111,7 +111,9 @@ class Session:
         """Return what the engine has spent so far, at list prices."""
         return cost_usd(_billed(self.engine.stats()))
 
-    def _keep(self, requests: Sequence[Request], results: Sequence[Result], phase: str) -> None:
+    def _keep(
+        self, requests: Sequence[Request], results: Sequence[Result], phase: str
+    ) -> None:
         for request, result in zip(requests, results, strict=True):
             if isinstance(result, Response):
                 self._answers[request] = result.text

@@ -42,7 +42,9 @@ def load_family(
     try:
         info = world.get_family(family)
     except KeyError as error:
-        raise DatasetError(f"unknown family {family!r}; choose from {family_names()}") from error
+        raise DatasetError(
+            f"unknown family {family!r}; choose from {family_names()}"
+        ) from error
     root = Path(data_dir or default_data_dir()) / f"{family}-n{per_species}-s{seed}"
     manifest = root / "manifest.csv"
     if not manifest.exists():
@@ -53,4 +55,6 @@ def load_family(
         # a dataset.
         partial.rename(root)
     dataset = load_manifest(manifest, noun=info.noun, classes=list(info.species))
-    return Dataset(f"synthetic-{family}", info.noun, dataset.classes, dataset.items, dataset.root)
+    return Dataset(
+        f"synthetic-{family}", info.noun, dataset.classes, dataset.items, dataset.root
+    )

@@ -57,7 +57,9 @@ class Dataset:
         for item in self.items:
             if item.label in groups:
                 groups[item.label].append(item)
-        return {name: sorted(items, key=lambda i: i.path) for name, items in groups.items()}
+        return {
+            name: sorted(items, key=lambda i: i.path) for name, items in groups.items()
+        }
 
 
 @dataclass(frozen=True)

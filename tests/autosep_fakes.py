@@ -111,16 +111,18 @@ class FakeEngine:
         answer: Callable[[Request], str | Failure] = scripted_answer,
         *,
         cache: dict[Request, str] | None = None,
-        usage: Usage = Usage(1000, 10),
+        usage: Usage | None = None,
     ) -> None:
         self.answer = answer
         self.cache = {} if cache is None else cache
-        self.usage = usage
+        self.usage = usage or Usage(1000, 10)
         self.sent: list[tuple[str, Request]] = []
         self.maps: list[tuple[str, int]] = []
         self._stats: dict[str, FakeStats] = {}
 
-    async def map(self, requests: Sequence[Request], phase: str = "default") -> list[Result]:
+    async def map(
+        self, requests: Sequence[Request], phase: str = "default"
+    ) -> list[Result]:
         self.maps.append((phase, len(requests)))
         stats = self._stats.setdefault(phase, FakeStats())
         results: list[Result] = []
@@ -132,7 +134,9 @@ class FakeEngine:
                 continue
             self.sent.append((phase, request))
             stats.sent += 1
-            stats.billed[request.model] = stats.billed.get(request.model, Usage()) + self.usage
+            stats.billed[request.model] = (
+                stats.billed.get(request.model, Usage()) + self.usage
+            )
             answer = self.answer(request)
             if isinstance(answer, Failure):
                 results.append(answer)

@@ -31,15 +31,23 @@ def test_manifest_csv_and_jsonl(tmp_path: Path) -> None:
     for index in range(6):
         label = "Alpha" if index % 2 else "Beta"
         path = write_image(tmp_path / "imgs" / f"{index}.jpg", index)
-        rows.append((path.relative_to(tmp_path).as_posix(), label, "train" if index < 4 else "val"))
+        rows.append(
+            (
+                path.relative_to(tmp_path).as_posix(),
+                label,
+                "train" if index < 4 else "val",
+            )
+        )
     (tmp_path / "manifest.csv").write_text(
-        "path,label,split\n" + "".join(f"{p},{l},{s}\n" for p, l, s in rows)
+        "path,label,split\n" + "".join(f"{p},{label},{s}\n" for p, label, s in rows)
     )
     dataset = load_dataset(tmp_path)
     assert dataset.classes == ("Alpha", "Beta")
     assert {i.split for i in dataset.items} == {"train", "test"}
     jsonl = tmp_path / "other.jsonl"
-    jsonl.write_text("".join(json.dumps({"path": p, "label": l}) + "\n" for p, l, _ in rows))
+    jsonl.write_text(
+        "".join(json.dumps({"path": p, "label": label}) + "\n" for p, label, _ in rows)
+    )
     assert len(load_dataset(jsonl).items) == 6
     (tmp_path / "bad.csv").write_text("file,class\nx,y\n")
     with pytest.raises(DatasetError, match="path and label"):
@@ -47,7 +55,12 @@ def test_manifest_csv_and_jsonl(tmp_path: Path) -> None:
 
 
 def write_cub(root: Path) -> Path:
-    classes = {31: "Black_billed_Cuckoo", 32: "Mangrove_Cuckoo", 33: "Yellow_billed_Cuckoo", 95: "Baltimore_Oriole"}
+    classes = {
+        31: "Black_billed_Cuckoo",
+        32: "Mangrove_Cuckoo",
+        33: "Yellow_billed_Cuckoo",
+        95: "Baltimore_Oriole",
+    }
     images, labels, splits = [], [], []
     image_id = 0
     for class_id, name in classes.items():
@@ -58,7 +71,9 @@ def write_cub(root: Path) -> Path:
             images.append(f"{image_id} {rel}")
             labels.append(f"{image_id} {class_id}")
             splits.append(f"{image_id} {1 if index < 2 else 0}")
-    (root / "classes.txt").write_text("".join(f"{k} {k:03d}.{v}\n" for k, v in classes.items()))
+    (root / "classes.txt").write_text(
+        "".join(f"{k} {k:03d}.{v}\n" for k, v in classes.items())
+    )
     (root / "images.txt").write_text("\n".join(images) + "\n")
     (root / "image_class_labels.txt").write_text("\n".join(labels) + "\n")
     (root / "train_test_split.txt").write_text("\n".join(splits) + "\n")
@@ -70,7 +85,11 @@ def test_cub_reference_task(tmp_path: Path) -> None:
     assert detect_layout(root) == "cub"
     dataset = load_dataset(root, task="cuckoo")
     assert dataset.noun == "bird" and dataset.name == "cuckoo"
-    assert dataset.classes == ("Black-billed Cuckoo", "Mangrove Cuckoo", "Yellow-billed Cuckoo")
+    assert dataset.classes == (
+        "Black-billed Cuckoo",
+        "Mangrove Cuckoo",
+        "Yellow-billed Cuckoo",
+    )
     assert len(dataset.items) == 12
     assert sum(i.split == "train" for i in dataset.items) == 6
     assert all(Path(i.path).exists() for i in dataset.items)
@@ -82,16 +101,26 @@ def test_cub_reference_task(tmp_path: Path) -> None:
 
 def test_inaturalist_2021(tmp_path: Path) -> None:
     root = tmp_path / "inat"
-    categories = [{"id": 7, "name": "Danaus plexippus"}, {"id": 9, "name": "Vanessa cardui"}]
+    categories = [
+        {"id": 7, "name": "Danaus plexippus"},
+        {"id": 9, "name": "Vanessa cardui"},
+    ]
     for split, file_name in (("train", "train.json"), ("val", "val.json")):
         images, annotations = [], []
         for index in range(6):
             category = categories[index % 2]
-            rel = f"{split}/{category['id']:05d}_{category['name'].replace(' ', '_')}/{index}.jpg"
+            folder = f"{category['id']:05d}_{category['name'].replace(' ', '_')}"
+            rel = f"{split}/{folder}/{index}.jpg"
             write_image(root / rel, index + (0 if split == "train" else 50))
             images.append({"id": index, "file_name": rel})
-            annotations.append({"id": index, "image_id": index, "category_id": category["id"]})
-        (root / file_name).write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+            annotations.append(
+                {"id": index, "image_id": index, "category_id": category["id"]}
+            )
+        (root / file_name).write_text(
+            json.dumps(
+                {"images": images, "annotations": annotations, "categories": categories}
+            )
+        )
     assert detect_layout(root) == "inat"
     dataset = load_dataset(root, noun="butterfly")
     assert dataset.classes == ("Danaus plexippus", "Vanessa cardui")
@@ -121,15 +150,17 @@ def test_check_finds_unreadable_and_short_classes(tmp_path: Path) -> None:
     assert [Path(p).name for p, _ in result.unreadable] == ["broken.jpg"]
     assert result.counts == {"Alpha": {"unsplit": 4}, "Beta": {"unsplit": 4}}
     assert not result.ok and any("cannot be decoded" in p for p in result.problems)
-    assert check_dataset(load_dataset(root, classes=["Alpha"]), n_train=1, n_test=1).problems == [
-        "a task needs at least 2 classes, found 1"
-    ]
+    assert check_dataset(
+        load_dataset(root, classes=["Alpha"]), n_train=1, n_test=1
+    ).problems == ["a task needs at least 2 classes, found 1"]
 
 
 def test_cli_data_check(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "d", ["Alpha", "Beta"], 6)
     runner = CliRunner()
-    good = runner.invoke(cli, ["data", "check", str(root), "--n-train", "2", "--n-test", "2"])
+    good = runner.invoke(
+        cli, ["data", "check", str(root), "--n-train", "2", "--n-test", "2"]
+    )
     assert good.exit_code == 0, good.output
     assert "Alpha" in good.output and "ok" in good.output
     short = runner.invoke(cli, ["data", "check", str(root)])

@@ -19,23 +19,45 @@ from autosep.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
-    "--rounds", "2", "--beam-size", "2", "--n-train", "4", "--n-test", "4",
-    "--minibatch-size", "8", "--n-gradients", "2", "--errors-per-gradient", "2",
-    "--max-expansion-factor", "2",
+    "--rounds",
+    "2",
+    "--beam-size",
+    "2",
+    "--n-train",
+    "4",
+    "--n-test",
+    "4",
+    "--minibatch-size",
+    "8",
+    "--n-gradients",
+    "2",
+    "--errors-per-gradient",
+    "2",
+    "--max-expansion-factor",
+    "2",
 ]
 
 
 def small_config(tmp_path: Path, **changes):
     settings = {
-        "rounds": 1, "beam_size": 2, "n_train": 4, "n_test": 4, "minibatch_size": 8,
-        "n_gradients": 2, "errors_per_gradient": 2, "max_expansion_factor": 2,
-        "cache_dir": str(tmp_path / "cache"), "data_dir": str(tmp_path / "data"),
+        "rounds": 1,
+        "beam_size": 2,
+        "n_train": 4,
+        "n_test": 4,
+        "minibatch_size": 8,
+        "n_gradients": 2,
+        "errors_per_gradient": 2,
+        "max_expansion_factor": 2,
+        "cache_dir": str(tmp_path / "cache"),
+        "data_dir": str(tmp_path / "data"),
     }
     return resolve_config({**settings, **changes})
 
 
 def sent(run_dir: Path) -> int:
-    return sum(p["sent"] for s in RunDir(run_dir).read_stats() for p in s["phases"].values())
+    return sum(
+        p["sent"] for s in RunDir(run_dir).read_stats() for p in s["phases"].values()
+    )
 
 
 async def test_emulator_run_and_free_identical_rerun(tmp_path: Path) -> None:
@@ -44,7 +66,9 @@ async def test_emulator_run_and_free_identical_rerun(tmp_path: Path) -> None:
     again = await run(small_config(tmp_path), tmp_path / "b")
     assert again.results == first.results
     assert sent(tmp_path / "b") == 0
-    assert (tmp_path / "a" / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()
+    assert (tmp_path / "a" / "results.json").read_bytes() == (
+        tmp_path / "b" / "results.json"
+    ).read_bytes()
     baselines = first.results["baselines"]
     assert baselines["zero_shot"]["answered"] == 12
 
@@ -52,13 +76,26 @@ async def test_emulator_run_and_free_identical_rerun(tmp_path: Path) -> None:
 def cli_run(tmp_path: Path, run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
     """Start ``cli.py run`` on the small settings; its messages go to a log file."""
     command = [
-        sys.executable, "cli.py", "-q", "run", *SMALL, "--concurrency", "8",
-        "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(tmp_path / "data"),
-        "--run-dir", str(run_dir), *extra,
+        sys.executable,
+        "cli.py",
+        "-q",
+        "run",
+        *SMALL,
+        "--concurrency",
+        "8",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--run-dir",
+        str(run_dir),
+        *extra,
     ]
     tmp_path.mkdir(parents=True, exist_ok=True)
     with (tmp_path / "stderr.log").open("wb") as log:
-        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        return subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
+        )
 
 
 @pytest.mark.slow
@@ -77,11 +114,17 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path: Path) -> None:
         victim.wait()
         resumed = subprocess.run(
             [sys.executable, "cli.py", "-q", "resume", str(target)],
-            cwd=ROOT, capture_output=True, timeout=600, check=False,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=600,
+            check=False,
         )
         if not (target / "config.json").exists():
             continue  # killed before the run directory was claimed
         assert resumed.returncode == 0, resumed.stderr.decode()
         expected = (tmp_path / "whole" / "results.json").read_bytes()
         assert (target / "results.json").read_bytes() == expected
-    assert json.loads((tmp_path / "whole" / "results.json").read_text())["completed_round"] == 2
+    assert (
+        json.loads((tmp_path / "whole" / "results.json").read_text())["completed_round"]
+        == 2
+    )

@@ -18,7 +18,13 @@ from autosep.search import Search, SearchState
 from autosep.session import Session
 from autosep.tasks import Task, make_task
 from engine.request import Failure, ImageRef
-from tests.autosep_fakes import FakeEngine, images_of, kind_of, make_tree, scripted_answer
+from tests.autosep_fakes import (
+    FakeEngine,
+    images_of,
+    kind_of,
+    make_tree,
+    scripted_answer,
+)
 
 CLASSES = ("Alpha", "Beta", "Gamma")
 
@@ -31,8 +37,14 @@ def task(tmp_path: Path) -> Task:
 
 def small_config(**changes):
     settings = {
-        "rounds": 2, "beam_size": 2, "n_train": 4, "n_test": 3, "minibatch_size": 6,
-        "n_gradients": 2, "errors_per_gradient": 2, "max_expansion_factor": 3,
+        "rounds": 2,
+        "beam_size": 2,
+        "n_train": 4,
+        "n_test": 3,
+        "minibatch_size": 6,
+        "n_gradients": 2,
+        "errors_per_gradient": 2,
+        "max_expansion_factor": 3,
     }
     return resolve_config({**settings, **changes})
 
@@ -40,7 +52,10 @@ def small_config(**changes):
 def scorer_for(engine: FakeEngine, task: Task, **changes) -> Scorer:
     config = small_config(**changes)
     return Scorer(
-        Session(engine), CallMaker(task, config), task.train, seed=config.seed,
+        Session(engine),
+        CallMaker(task, config),
+        task.train,
+        seed=config.seed,
         n_compare=config.n_compare,
     )
 
@@ -127,7 +142,11 @@ async def test_same_seed_same_requests(task: Task) -> None:
             await search.next_round(state)
         return [request for _, request in engine.sent]
 
-    first, again, other = await requests_of(0), await requests_of(0), await requests_of(1)
+    first, again, other = (
+        await requests_of(0),
+        await requests_of(0),
+        await requests_of(1),
+    )
     assert first == again
     assert first != other
 
@@ -147,10 +166,15 @@ async def test_expansion_calls_follow_the_settings(task: Task) -> None:
     criticise = [r for p, r in engine.sent if p == "criticise"]
     for request in criticise:
         assert task_section(prompt) in request.parts[0]
-        assert len(images_of(request)) == min(config.errors_per_gradient, expansion.errors)
+        assert len(images_of(request)) == min(
+            config.errors_per_gradient, expansion.errors
+        )
     assert expansion.reasons == ["The prompt does not ask about the bill."] * 2
     assert "# Task\nDescribe the bill of the bird in detail." in expansion.children[0]
-    assert all(child.endswith("Answer in a few plain sentences.") for child in expansion.children)
+    assert all(
+        child.endswith("Answer in a few plain sentences.")
+        for child in expansion.children
+    )
     assert prompt not in expansion.children
     assert len(expansion.children) <= config.max_expansion_factor
 
@@ -165,13 +189,17 @@ async def test_no_errors_means_no_criticism(task: Task) -> None:
 
     engine = FakeEngine(perfect)
     scorer = scorer_for(engine, task)
-    [expansion] = await expand([initial_prompt("bird")], scorer, scorer.calls, small_config(), 1)
+    [expansion] = await expand(
+        [initial_prompt("bird")], scorer, scorer.calls, small_config(), 1
+    )
     assert expansion.errors == 0
     assert engine.sent_by_phase()["criticise"] == 0
 
 
 @pytest.mark.parametrize("evaluator", ["bf", "ucb", "sr", "sh"])
-async def test_evaluators_rank_the_better_prompt_first(task: Task, evaluator: str) -> None:
+async def test_evaluators_rank_the_better_prompt_first(
+    task: Task, evaluator: str
+) -> None:
     def answer(request):
         if kind_of(request) == "compare" and "vague" in request.parts[1]:
             return "first"
@@ -186,7 +214,9 @@ async def test_evaluators_rank_the_better_prompt_first(task: Task, evaluator: st
     scorer = scorer_for(engine, task, evaluator=evaluator)
     good = initial_prompt("bird")
     bad = "# Task\nSay little.\n\n# Output format\nShort."
-    config = small_config(evaluator=evaluator, samples_per_eval=2, eval_rounds=3, eval_prompts_per_round=2)
+    config = small_config(
+        evaluator=evaluator, samples_per_eval=2, eval_rounds=3, eval_prompts_per_round=2
+    )
     evaluations = await evaluate([bad, good], scorer, config, round_index=1)
     assert [e.prompt for e in evaluations] == [bad, good]
     assert rank(evaluations)[0].prompt == good
@@ -196,12 +226,16 @@ async def test_classification_counts_unparsed_and_failed(task: Task) -> None:
     def answer(request):
         if kind_of(request) == "classify":
             species = Path(images_of(request)[-1]).parent.name
-            return {"Alpha": "A", "Beta": "A or B"}.get(species, Failure("timeout", "slow"))
+            return {"Alpha": "A", "Beta": "A or B"}.get(
+                species, Failure("timeout", "slow")
+            )
         return scripted_answer(request)
 
     engine = FakeEngine(answer)
     scorer = scorer_for(engine, task)
-    result = await classify_with_prompt(initial_prompt("bird"), scorer, scorer.calls, task)
+    result = await classify_with_prompt(
+        initial_prompt("bird"), scorer, scorer.calls, task
+    )
     assert (result.n, result.failed, result.unparsed, result.correct) == (9, 3, 3, 3)
     assert result.accuracy == pytest.approx(0.5)
     assert result.confusion[1] == [0, 0, 0, 3]
@@ -238,9 +272,13 @@ async def test_majority_vote_draws_five_samples(task: Task) -> None:
 
 
 @pytest.mark.parametrize("name", ["few_shot_random", "multi_image", "kmeans"])
-async def test_context_baselines_show_images_before_the_query(task: Task, name: str) -> None:
+async def test_context_baselines_show_images_before_the_query(
+    task: Task, name: str
+) -> None:
     engine = FakeEngine()
-    search = Search(Session(engine), task, small_config(baselines=name, context_images=2))
+    search = Search(
+        Session(engine), task, small_config(baselines=name, context_images=2)
+    )
     state = SearchState()
     await search.baselines(state)
     requests = [r for p, r in engine.sent if p == "baseline"]
@@ -249,6 +287,8 @@ async def test_context_baselines_show_images_before_the_query(task: Task, name: 
         images = images_of(request)
         assert images[-1] == image and len(images) == 3
         assert all(i in task.train for i in images[:-1])
-        labelled = any(isinstance(p, str) and p.startswith("Class: ") for p in request.parts)
+        labelled = any(
+            isinstance(p, str) and p.startswith("Class: ") for p in request.parts
+        )
         assert labelled == (name == "few_shot_random")
     assert state.baselines[name]["n"] == len(task.test)

@@ -76,7 +76,12 @@ def test_answers_to_predictions_and_metrics() -> None:
     predictions = parse_answers(["A", "(B)", "both A and B", None], CLASSES)
     assert predictions == [0, 1, UNPARSED, FAILED]
     result = metrics([0, 1, 2, 2], predictions, 3)
-    assert (result.answered, result.correct, result.unparsed, result.failed) == (3, 2, 1, 1)
+    assert (result.answered, result.correct, result.unparsed, result.failed) == (
+        3,
+        2,
+        1,
+        1,
+    )
     assert result.confusion == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
     assert result.macro_f1 == pytest.approx(2 / 3)
 

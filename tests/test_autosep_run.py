@@ -26,9 +26,16 @@ def dataset(tmp_path: Path) -> Path:
 
 def config_for(dataset: Path, **changes):
     settings = {
-        "dataset": str(dataset), "noun": "bird", "rounds": 2, "beam_size": 2,
-        "n_train": 4, "n_test": 3, "minibatch_size": 6, "n_gradients": 2,
-        "errors_per_gradient": 2, "max_expansion_factor": 3,
+        "dataset": str(dataset),
+        "noun": "bird",
+        "rounds": 2,
+        "beam_size": 2,
+        "n_train": 4,
+        "n_test": 3,
+        "minibatch_size": 6,
+        "n_gradients": 2,
+        "errors_per_gradient": 2,
+        "max_expansion_factor": 3,
     }
     return resolve_config({**settings, **changes})
 
@@ -37,28 +44,42 @@ async def test_run_writes_every_file(dataset: Path, tmp_path: Path) -> None:
     outcome = await run(config_for(dataset), tmp_path / "run", engine=FakeEngine())
     directory = RunDir(tmp_path / "run")
     assert outcome.stopped is None
-    for path in (directory.config, directory.checkpoint, directory.events, directory.results, directory.stats):
+    for path in (
+        directory.config,
+        directory.checkpoint,
+        directory.events,
+        directory.results,
+        directory.stats,
+    ):
         assert path.exists(), path
     results = json.loads(directory.results.read_text())
     assert [line["round"] for line in results["summary"]] == [0, 1, 2]
     assert results["best"]["prompt"] == results["rounds"][-1]["beam"][0]["prompt"]
-    events = [json.loads(line)["event"] for line in directory.events.read_text().splitlines()]
+    events = [
+        json.loads(line)["event"] for line in directory.events.read_text().splitlines()
+    ]
     assert events.count("checkpoint") == 3 and events[-1] == "finished"
     stored = json.loads(directory.config.read_text())
     assert stored["settings"]["dataset"] == str(dataset)
 
 
-async def test_rerun_sends_nothing_and_writes_the_same_results(dataset: Path, tmp_path: Path) -> None:
+async def test_rerun_sends_nothing_and_writes_the_same_results(
+    dataset: Path, tmp_path: Path
+) -> None:
     cache: dict = {}
     first = FakeEngine(cache=cache)
     await run(config_for(dataset), tmp_path / "a", engine=first)
     again = FakeEngine(cache=cache)
     await run(config_for(dataset), tmp_path / "b", engine=again)
     assert first.sent and not again.sent
-    assert (tmp_path / "a" / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()
+    assert (tmp_path / "a" / "results.json").read_bytes() == (
+        tmp_path / "b" / "results.json"
+    ).read_bytes()
 
 
-async def test_crash_and_resume_match_an_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
+async def test_crash_and_resume_match_an_uninterrupted_run(
+    dataset: Path, tmp_path: Path
+) -> None:
     await run(config_for(dataset), tmp_path / "whole", engine=FakeEngine())
     calls = 0
 
@@ -71,12 +92,18 @@ async def test_crash_and_resume_match_an_uninterrupted_run(dataset: Path, tmp_pa
 
     cache: dict = {}
     with pytest.raises(Crash):
-        await run(config_for(dataset), tmp_path / "cut", engine=FakeEngine(crashing, cache=cache))
+        await run(
+            config_for(dataset),
+            tmp_path / "cut",
+            engine=FakeEngine(crashing, cache=cache),
+        )
     state = RunDir(tmp_path / "cut").load_state()
     assert state is not None and state.completed_round < 2
     resumed = FakeEngine(cache=cache)
     await run(config_for(dataset), tmp_path / "cut", engine=resumed)
-    assert (tmp_path / "whole" / "results.json").read_bytes() == (tmp_path / "cut" / "results.json").read_bytes()
+    assert (tmp_path / "whole" / "results.json").read_bytes() == (
+        tmp_path / "cut" / "results.json"
+    ).read_bytes()
     # The crashed session still recorded what it spent.
     assert len(RunDir(tmp_path / "cut").read_stats()) == 2
 
@@ -93,13 +120,21 @@ async def test_budget_stops_cleanly_and_resumes(dataset: Path, tmp_path: Path) -
     await run(config_for(dataset), tmp_path / "whole", engine=FakeEngine())
     cache: dict = {}
     # The fake bills 1,000 input and 10 output tokens of gpt-4o-mini per call.
-    stopped = await run(config_for(dataset, budget_usd=0.01), tmp_path / "cut", engine=FakeEngine(cache=cache))
+    stopped = await run(
+        config_for(dataset, budget_usd=0.01),
+        tmp_path / "cut",
+        engine=FakeEngine(cache=cache),
+    )
     assert stopped.stopped and "budget" in stopped.stopped and stopped.results is None
     spent = RunDir(tmp_path / "cut").read_stats()[0]
     assert sum(p["cost_usd"] for p in spent["phases"].values()) <= 0.01
-    finished = await run(config_for(dataset), tmp_path / "cut", engine=FakeEngine(cache=cache))
+    finished = await run(
+        config_for(dataset), tmp_path / "cut", engine=FakeEngine(cache=cache)
+    )
     assert finished.stopped is None
-    assert (tmp_path / "whole" / "results.json").read_bytes() == (tmp_path / "cut" / "results.json").read_bytes()
+    assert (tmp_path / "whole" / "results.json").read_bytes() == (
+        tmp_path / "cut" / "results.json"
+    ).read_bytes()
 
 
 async def test_dry_run_counts_without_calling(dataset: Path, tmp_path: Path) -> None:
@@ -120,7 +155,9 @@ async def test_dry_run_counts_without_calling(dataset: Path, tmp_path: Path) -> 
         assert count <= plan.planned[phase]
 
 
-async def test_unreadable_images_stop_the_run_before_any_call(dataset: Path, tmp_path: Path) -> None:
+async def test_unreadable_images_stop_the_run_before_any_call(
+    dataset: Path, tmp_path: Path
+) -> None:
     for image in (dataset / "Beta").iterdir():
         image.write_bytes(b"broken")
     engine = FakeEngine()
@@ -131,21 +168,31 @@ async def test_unreadable_images_stop_the_run_before_any_call(dataset: Path, tmp
 
 def test_settings_from_file_and_errors(tmp_path: Path) -> None:
     toml = tmp_path / "run.toml"
-    toml.write_text('[search]\nrounds = 3\nevaluator = "ucb"\n[task]\nfamily = "vireo"\n')
+    toml.write_text(
+        '[search]\nrounds = 3\nevaluator = "ucb"\n[task]\nfamily = "vireo"\n'
+    )
     config = resolve_config(load_config_file(toml), {"rounds": 4})
     assert (config.rounds, config.evaluator, config.family) == (4, "ucb", "vireo")
-    assert config.model == "gpt-4o-mini" and config.critic == ("emulator", "gpt-4o-mini")
+    assert config.model == "gpt-4o-mini" and config.critic == (
+        "emulator",
+        "gpt-4o-mini",
+    )
     assert resolve_config({"critic_model": "gpt-4o"}).critic == ("emulator", "gpt-4o")
     with pytest.raises(ConfigError, match="unknown settings: roundz"):
         resolve_config({"roundz": 1})
     with pytest.raises(ConfigError, match="evaluator"):
         resolve_config({"evaluator": "xx"})
     a = resolve_config({"concurrency": 8})
-    assert a.fingerprint() == resolve_config({"concurrency": 99, "budget_usd": 1.0}).fingerprint()
+    assert (
+        a.fingerprint()
+        == resolve_config({"concurrency": 99, "budget_usd": 1.0}).fingerprint()
+    )
     assert a.fingerprint() != resolve_config({"seed": 1}).fingerprint()
 
 
-def test_cli_report_and_resume_refusal(dataset: Path, tmp_path: Path, monkeypatch) -> None:
+def test_cli_report_and_resume_refusal(
+    dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
     import asyncio
 
     asyncio.run(run(config_for(dataset), tmp_path / "run", engine=FakeEngine()))
@@ -155,7 +202,20 @@ def test_cli_report_and_resume_refusal(dataset: Path, tmp_path: Path, monkeypatc
     assert "best prompt per round" in shown.output and "zero shot" in shown.output
     assert (tmp_path / "run" / "report.png").stat().st_size > 1000
     refused = runner.invoke(
-        cli, ["run", "--dataset", str(dataset), "--noun", "bird", "--n-train", "4", "--n-test", "3", "--run-dir", str(tmp_path / "run")]
+        cli,
+        [
+            "run",
+            "--dataset",
+            str(dataset),
+            "--noun",
+            "bird",
+            "--n-train",
+            "4",
+            "--n-test",
+            "3",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
     )
     assert refused.exit_code == 1 and "other settings" in refused.output
     bad = runner.invoke(cli, ["run", "--dataset", str(dataset), "--family", "finch"])
