@@ -31,6 +31,7 @@ from ._sim_species import ATTRIBUTES, FAMILIES, SALIENT
 
 __all__ = [
     "DEVIATION_PROBABILITY",
+    "SHARED_DEVIATION_PROBABILITY",
     "Family",
     "Individual",
     "contact_sheet",
@@ -45,8 +46,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Chance that one attribute of one individual departs from its species' value.
+#: Chance that one discriminative attribute of one individual departs from its
+#: species' value; attributes the whole family shares depart far more rarely.
 DEVIATION_PROBABILITY = 0.015
+SHARED_DEVIATION_PROBABILITY = 0.004
 JPEG_QUALITY = 90
 
 
@@ -148,7 +151,12 @@ def individual(family: str, species: str, index: int, seed: int = 0) -> Individu
     rng = _rng("individual", family, species, index, seed)
     values = dict(table)
     for spec in ATTRIBUTES:
-        if rng.random() < DEVIATION_PROBABILITY:
+        chance = (
+            DEVIATION_PROBABILITY
+            if spec.name in info.discriminative
+            else SHARED_DEVIATION_PROBABILITY
+        )
+        if rng.random() < chance:
             values[spec.name] = rng.choice(_deviations(info, spec.name, table))
     pose = sample_pose(rng)
     return Individual(family, species, index, seed, MappingProxyType(values), pose)
@@ -269,7 +277,7 @@ def contact_sheet(family: str, *, per_species: int = 4, seed: int = 0) -> Image.
     """Return one row of images per species, labelled, to check the family by eye."""
     info = get_family(family)
     tile_w, tile_h = IMAGE_SIZE[0] // 2, IMAGE_SIZE[1] // 2
-    label_w, pad = 190, 4
+    label_w, pad = 230, 4
     sheet = Image.new(
         "RGB",
         (label_w + per_species * (tile_w + pad), len(info.species) * (tile_h + pad)),
