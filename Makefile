@@ -23,5 +23,15 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
+# The benchmarks compare the engine with peer clients, so they need the bench extra.
+# The full run takes about half an hour and writes benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks --quick --results $${TMPDIR:-/tmp}/autosep-bench-quick.md
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
