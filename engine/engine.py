@@ -24,6 +24,7 @@ import aiohttp
 from cache.images import ImageError, ImagePreparer, PrepSettings
 from cache.keys import key_for
 from cache.store import ResponseCache
+from engine.limits import CallTooLargeError, Limiter, LimiterSet
 from engine.metrics import CallFinished, Event, PhaseFinished, PhaseStarted, PhaseStats
 from engine.request import Failure, ImageRef, Request, Response, Result
 from providers.base import (
@@ -31,8 +32,10 @@ from providers.base import (
     ConfigError,
     ErrorKind,
     FinishReason,
+    HttpRequest,
     Provider,
     ProviderError,
+    Reply,
     Usage,
 )
 
@@ -95,6 +98,9 @@ class Engine:
         cache: Where answers are kept; None disables caching.
         config: Scheduling and retry settings.
         on_event: Called with every progress event, on the event loop; keep it cheap.
+        limiters: Rate limits per (provider name, model); None sends as fast as the
+            concurrency allows (the limits the providers' headers report are then
+            still adopted).
     """
 
     def __init__(
@@ -104,8 +110,10 @@ class Engine:
         cache: ResponseCache | None = None,
         config: EngineConfig | None = None,
         on_event: EventSink | None = None,
+        limiters: LimiterSet | None = None,
     ) -> None:
         self.config = config or EngineConfig()
+        self.limiters = limiters if limiters is not None else LimiterSet()
         self._providers = dict(providers)
         self._cache = cache
         self._on_event = on_event
@@ -383,14 +391,18 @@ class Engine:
             call = await self._prepare(request)
         except ImageError as error:
             return Failure("image", str(error))
-        body = provider.build(call)
+        http = provider.build(call)
+        limiter = self.limiters.get(request.provider, request.model)
+        estimate = provider.estimate_input_tokens(call)
         started = time.perf_counter()
         for attempt in range(1, self.config.max_attempts + 1):
             stats.sent += 1
             if attempt > 1:
                 stats.retries += 1
             try:
-                reply = await self._send(session, provider, body)
+                reply = await self._attempt(
+                    session, provider, limiter, http, estimate, call
+                )
             except ProviderError as error:
                 if error.usage is not None:
                     stats.billed[request.model] += error.usage
@@ -413,6 +425,44 @@ class Engine:
             )
         raise AssertionError("unreachable: the last attempt always returns")
 
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        provider: Provider,
+        limiter: Limiter,
+        http: HttpRequest,
+        estimate: int,
+        call: Call,
+    ) -> Reply:
+        """Wait for the rate limits, send once, and tell the limiter what happened.
+
+        The lease is settled with the usage the answer reports, so an estimate that
+        was too high is given back. A 429 or an overload pauses the whole limiter,
+        not just this call: every call waiting behind it would meet the same answer.
+        """
+        try:
+            acquisition = limiter.acquire(
+                input_tokens=estimate, output_tokens=call.max_tokens
+            )
+        except CallTooLargeError as error:
+            raise ProviderError(ErrorKind.TOO_LARGE, str(error)) from error
+        async with acquisition as lease:
+            try:
+                reply = await self._send(session, provider, http)
+            except ProviderError as error:
+                limiter.observe(error.rate_limit)
+                if error.usage is not None:
+                    lease.settle(error.usage)
+                if error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED):
+                    pause = error.retry_after_s
+                    limiter.pause(
+                        self.config.backoff_base_s if pause is None else pause
+                    )
+                raise
+            limiter.observe(reply.rate_limit)
+            lease.settle(reply.usage)
+            return reply
+
     async def _prepare(self, request: Request) -> Call:
         parts = []
         for part in request.parts:
@@ -432,8 +482,8 @@ class Engine:
         )
 
     async def _send(
-        self, session: aiohttp.ClientSession, provider: Provider, http: Any
-    ) -> Any:
+        self, session: aiohttp.ClientSession, provider: Provider, http: HttpRequest
+    ) -> Reply:
         """Make one HTTP attempt; translate transport failures into ProviderError."""
         timeout = self.config.timeout_s
         try:

@@ -117,6 +117,9 @@ class Limits:
         burst_s: How many seconds' worth of the per-minute rate may go out at once.
         ramp_s: How long the rate takes to climb back to the limit after a pause.
         ramp_floor: The fraction of the limit's rate right after a pause.
+        window_s: The period the per-minute limits are measured over: 60 s against
+            a real provider; tests shorten it, with the emulator's, to run minutes of
+            limiting in seconds.
     """
 
     rpm: int | None = None
@@ -129,12 +132,15 @@ class Limits:
     burst_s: float = 1.0
     ramp_s: float = 30.0
     ramp_floor: float = 0.1
+    window_s: float = WINDOW_S
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "input_tpm", "output_tpm", "max_in_flight"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 or None, got {value}")
+        if self.window_s <= 0:
+            raise ValueError(f"window_s must be positive, got {self.window_s}")
         for name in ("margin_s", "burst_s", "ramp_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -341,7 +347,7 @@ class Limiter:
         self._config = limits
         self._clock = clock
         self._name = name or "limiter"
-        window = WINDOW_S + limits.margin_s
+        window = limits.window_s + limits.margin_s
         self._budgets = (
             _Budget("requests per minute", limits.rpm, window),
             _Budget("tokens per minute", limits.tpm, window),

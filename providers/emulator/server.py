@@ -10,27 +10,32 @@ sent. ``POST /emulator/config`` changes latency and faults while it runs.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
-import io
+import functools
 import logging
 import math
 import random
 import time
-import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import orjson
 from aiohttp import web
-from PIL import Image, UnidentifiedImageError
 
 from providers.emulator import simulated
-from providers.image_tokens import estimate_text_tokens, openai_image_tokens
+from providers.emulator._limits import ModelLimits, WindowLimiter
+from providers.emulator._wires import WIRES, Decoded, EmulatorError
+from providers.image_tokens import estimate_text_tokens
 
-__all__ = ["EmulatorConfig", "EmulatorServer", "FAULT_KINDS", "build_app", "serve"]
+__all__ = [
+    "FAULT_KINDS",
+    "EmulatorConfig",
+    "EmulatorServer",
+    "ModelLimits",
+    "build_app",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +77,10 @@ class EmulatorConfig:
         fault_timeout_s: How long a ``timeout`` fault keeps the client waiting.
         seed: Seeds latency and fault draws.
         api_key: When set, requests must carry this key.
+        limits: Rate limits by model name (``*`` for every other model), enforced
+            with the provider's own headers and 429 answers.
+        window_s: The period the limits are counted over; 60 s as the providers
+            have it, shorter in tests.
     """
 
     latency_ms: float = 0.0
@@ -81,6 +90,8 @@ class EmulatorConfig:
     fault_timeout_s: float = 30.0
     seed: int = 0
     api_key: str | None = field(default=None, repr=False)
+    limits: Mapping[str, ModelLimits] = field(default_factory=dict)
+    window_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fault_rate <= 1.0:
@@ -94,22 +105,16 @@ class EmulatorConfig:
             )
 
 
-class _BadRequest(Exception):
-    """A request the real service would refuse with a 400."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 @dataclass
 class _Stats:
     requests: int = 0
     answered: int = 0
     images: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
+    by_wire: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
-    log: list[tuple[float, str, int, int, int]] = field(default_factory=list)
+    digests: Counter[str] = field(default_factory=Counter)
+    log: list[tuple[float, str, str, int, int, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,7 +122,9 @@ class _Stats:
             "answered": self.answered,
             "images": self.images,
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "by_wire": dict(self.by_wire),
             "faults": dict(self.faults),
+            "rate_limited": self.by_status.get(429, 0),
         }
 
 
@@ -127,10 +134,20 @@ class _Emulator:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.stats = _Stats()
+        self.limiter = WindowLimiter(config.limits, config.window_s)
         self._random = random.Random(config.seed)
         self._started = time.monotonic()
 
-    # -- shared steps -------------------------------------------------------------
+    def reconfigure(self, **changes: Any) -> EmulatorConfig:
+        """Apply changes to the settings; limits take effect at once."""
+        if "limits" in changes:
+            changes["limits"] = _parse_limits(changes["limits"])
+        if "faults" in changes:
+            changes["faults"] = tuple(changes["faults"])
+        self.config = replace(self.config, **changes)
+        self.limiter.limits = dict(self.config.limits)
+        self.limiter.window_s = self.config.window_s
+        return self.config
 
     def _latency_s(self) -> float:
         base = self.config.latency_ms / 1000.0
@@ -147,18 +164,58 @@ class _Emulator:
             return None
         return self._random.choice(self.config.faults)
 
-    def _record(self, route: str, status: int, tokens_in: int, tokens_out: int) -> None:
+    def _record(
+        self, wire: str, model: str, status: int, tokens: tuple[int, int]
+    ) -> None:
         self.stats.by_status[status] += 1
         if status == 200:
             self.stats.answered += 1
         elapsed = time.monotonic() - self._started
-        self.stats.log.append((elapsed, route, status, tokens_in, tokens_out))
+        self.stats.log.append((elapsed, wire, model, status, *tokens))
 
-    async def _fault_response(self, fault: str, request: web.Request) -> web.Response:
+    async def handle(self, wire: Any, request: web.Request) -> web.StreamResponse:
+        """Serve one model request in any wire format."""
+        self.stats.requests += 1
+        self.stats.by_wire[wire.name] += 1
+        raw = await request.read()
+        latency = self._latency_s()
+        fault = self._draw_fault()
+        if latency:
+            await asyncio.sleep(latency)
+        if fault is not None:
+            response = await self._fault(wire, fault, request)
+            self._record(wire.name, "?", response.status, (0, 0))
+            return response
+        try:
+            decoded = wire.decode(request, raw, self.config.api_key, KNOWN_MODELS)
+        except EmulatorError as error:
+            response = wire.error(error, {})
+            self._record(wire.name, "?", response.status, (0, 0))
+            return response
+        self.stats.images += len(decoded.model_input.image_digests)
+        self.stats.digests.update(decoded.model_input.image_digests)
+        return self._answer(wire, decoded)
+
+    def _answer(self, wire: Any, decoded: Decoded) -> web.Response:
+        verdict = self.limiter.admit(
+            decoded.model, decoded.input_tokens, decoded.max_tokens
+        )
+        if not verdict.admitted:
+            headers = wire.rate_headers(self.limiter.state(decoded.model))
+            self._record(wire.name, decoded.model, 429, (decoded.input_tokens, 0))
+            return wire.rate_limited(verdict, decoded.model, headers)
+        output = simulated.respond(decoded.model_input)
+        text, tokens_out, truncated = _truncate(output, decoded.max_tokens)
+        self.limiter.settle(verdict, tokens_out)
+        headers = wire.rate_headers(self.limiter.state(decoded.model))
+        self._record(wire.name, decoded.model, 200, (decoded.input_tokens, tokens_out))
+        return wire.answer(decoded, text, tokens_out, truncated, headers)
+
+    async def _fault(self, wire: Any, fault: str, request: web.Request) -> web.Response:
         self.stats.faults[fault] += 1
         if fault == "timeout":
             await asyncio.sleep(self.config.fault_timeout_s)
-            return _openai_error(503, "The server took too long.", "server_error")
+            return wire.error(EmulatorError("overloaded", "timed out"), {})
         if fault == "drop":
             if request.transport is not None:
                 request.transport.close()
@@ -166,188 +223,19 @@ class _Emulator:
         if fault == "malformed":
             return web.Response(
                 status=200,
-                body=b'{"id": "chatcmpl-broken", "choices": [',
+                body=b'{"id": "broken", "choices": [',
                 content_type="application/json",
             )
-        status = int(fault)
-        message = (
-            "The server had an error while processing your request."
-            if status == 500
-            else "The engine is currently overloaded, please try again later"
-        )
-        return _openai_error(status, message, "server_error")
-
-    # -- OpenAI chat completions --------------------------------------------------
-
-    async def openai_chat(self, request: web.Request) -> web.StreamResponse:
-        self.stats.requests += 1
-        raw = await request.read()
-        latency = self._latency_s()
-        fault = self._draw_fault()
-        if latency:
-            await asyncio.sleep(latency)
-        if fault is not None:
-            response = await self._fault_response(fault, request)
-            self._record("openai", response.status, 0, 0)
-            return response
-        try:
-            response, tokens_in, tokens_out = self._openai_answer(request, raw)
-        except _BadRequest as error:
-            response = _openai_error(
-                400, str(error), "invalid_request_error", error.code
+        if fault == "500":
+            error = EmulatorError(
+                "server", "The server had an error while processing your request."
             )
-            tokens_in = tokens_out = 0
-        except _Unauthorized as error:
-            # Quotes the whole key it was sent, which a real service would mask, so
-            # that tests can prove the client keeps it out of what it reports.
-            response = _openai_error(
-                401,
-                f"Incorrect API key provided: {error}.",
-                "invalid_request_error",
-                "invalid_api_key",
+        else:
+            error = EmulatorError(
+                "overloaded",
+                "The engine is currently overloaded, please try again later",
             )
-            tokens_in = tokens_out = 0
-        except _UnknownModel as error:
-            response = _openai_error(
-                404,
-                f"The model `{error}` does not exist or you do not have access to it.",
-                "invalid_request_error",
-                "model_not_found",
-            )
-            tokens_in = tokens_out = 0
-        self._record("openai", response.status, tokens_in, tokens_out)
-        return response
-
-    def _openai_answer(
-        self, request: web.Request, raw: bytes
-    ) -> tuple[web.Response, int, int]:
-        if self.config.api_key is not None:
-            sent = request.headers.get("Authorization", "")
-            if sent != f"Bearer {self.config.api_key}":
-                raise _Unauthorized(sent.removeprefix("Bearer "))
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
-            raise _BadRequest(f"We could not parse the JSON body: {error}") from error
-        model = body.get("model")
-        if not isinstance(model, str):
-            raise _BadRequest("you must provide a model parameter")
-        if model not in KNOWN_MODELS:
-            raise _UnknownModel(model)
-        temperature = body.get("temperature", 1.0)
-        if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
-            raise _BadRequest(
-                f"Invalid 'temperature': {temperature!r} is not a number within 0..2.",
-                "invalid_value",
-            )
-        system, parts, image_tokens = self._openai_parts(body.get("messages"), model)
-        max_tokens = int(
-            body.get("max_completion_tokens") or body.get("max_tokens") or 4096
-        )
-        seed = body.get("seed")
-        model_input = simulated.ModelInput(
-            model=model,
-            parts=tuple(p for p, _ in parts),
-            image_digests=tuple(d for _, d in parts if d is not None),
-            system=system,
-            temperature=float(temperature),
-            max_tokens=max_tokens,
-            seed=int(seed) if isinstance(seed, int) else None,
-        )
-        output = simulated.respond(model_input)
-        text, tokens_out, finish = _truncate(output, max_tokens)
-        text_tokens = sum(
-            estimate_text_tokens(p) for p, _ in parts if isinstance(p, str)
-        )
-        tokens_in = (
-            text_tokens + image_tokens + (estimate_text_tokens(system) if system else 0)
-        )
-        answer = {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": tokens_in,
-                "completion_tokens": tokens_out,
-                "total_tokens": tokens_in + tokens_out,
-                "prompt_tokens_details": {
-                    "cached_tokens": 0,
-                    "image_tokens": image_tokens,
-                },
-            },
-            "system_fingerprint": "fp_emulator",
-        }
-        response = web.Response(
-            body=orjson.dumps(answer),
-            content_type="application/json",
-            headers={"x-request-id": f"req_{uuid.uuid4().hex[:24]}"},
-        )
-        return response, tokens_in, tokens_out
-
-    def _openai_parts(
-        self, messages: Any, model: str
-    ) -> tuple[str | None, list[tuple[str | Image.Image, str | None]], int]:
-        if not isinstance(messages, list) or not messages:
-            raise _BadRequest("messages must be a non-empty list")
-        system: str | None = None
-        parts: list[tuple[str | Image.Image, str | None]] = []
-        image_tokens = 0
-        for message in messages:
-            content = message.get("content") if isinstance(message, dict) else None
-            if message.get("role") == "system" and isinstance(content, str):
-                system = content
-            elif isinstance(content, str):
-                parts.append((content, None))
-            elif isinstance(content, list):
-                for part in content:
-                    item = self._openai_part(part)
-                    if isinstance(item[0], Image.Image):
-                        detail = (part.get("image_url") or {}).get("detail", "auto")
-                        width, height = item[0].size
-                        image_tokens += openai_image_tokens(
-                            model, width, height, detail
-                        )
-                    parts.append(item)
-            else:
-                raise _BadRequest("each message needs a content string or list")
-        return system, parts, image_tokens
-
-    def _openai_part(self, part: Any) -> tuple[str | Image.Image, str | None]:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            return str(part.get("text", "")), None
-        if kind == "image_url":
-            url = part.get("image_url")
-            url = url.get("url") if isinstance(url, dict) else url
-            if not isinstance(url, str) or not url.startswith("data:"):
-                raise _BadRequest("the emulator accepts images as data URLs only")
-            _, _, b64 = url.partition(";base64,")
-            return self.decode_image(b64)
-        raise _BadRequest(f"unsupported content part type {kind!r}")
-
-    def decode_image(self, b64: str) -> tuple[Image.Image, str]:
-        """Decode a base64 image as the service would; return it and its digest."""
-        try:
-            data = base64.b64decode(b64, validate=True)
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        except (binascii.Error, UnidentifiedImageError, OSError) as error:
-            raise _BadRequest(
-                "You uploaded an unsupported image. Please make sure your image is "
-                "valid.",
-                "invalid_image_format",
-            ) from error
-        self.stats.images += 1
-        return image.convert("RGB"), hashlib.sha256(data).hexdigest()
+        return wire.error(error, {})
 
     # -- control ------------------------------------------------------------------
 
@@ -356,8 +244,15 @@ class _Emulator:
 
     async def get_log(self, request: web.Request) -> web.Response:
         rows = [
-            {"t": t, "route": r, "status": s, "input_tokens": i, "output_tokens": o}
-            for t, r, s, i, o in self.stats.log
+            {
+                "t": t,
+                "wire": w,
+                "model": m,
+                "status": s,
+                "input_tokens": i,
+                "output_tokens": o,
+            }
+            for t, w, m, s, i, o in self.stats.log
         ]
         return web.Response(body=orjson.dumps(rows), content_type="application/json")
 
@@ -369,15 +264,13 @@ class _Emulator:
             return web.json_response(
                 {"error": f"unknown settings {sorted(unknown)}"}, status=400
             )
-        if "faults" in changes:
-            changes["faults"] = tuple(changes["faults"])
         try:
-            self.config = replace(self.config, **changes)
+            config = self.reconfigure(**changes)
         except (TypeError, ValueError) as error:
             return web.json_response({"error": str(error)}, status=400)
-        return web.json_response(
-            {k: v for k, v in asdict(self.config).items() if k != "api_key"}
-        )
+        shown = asdict(config)
+        shown.pop("api_key")
+        return web.Response(body=orjson.dumps(shown), content_type="application/json")
 
     async def reset(self, request: web.Request) -> web.Response:
         self.stats = _Stats()
@@ -385,30 +278,20 @@ class _Emulator:
         return web.json_response({"reset": True})
 
 
-class _Unauthorized(Exception):
-    pass
+def _parse_limits(raw: Mapping[str, Any]) -> dict[str, ModelLimits]:
+    return {
+        model: value if isinstance(value, ModelLimits) else ModelLimits.from_dict(value)
+        for model, value in raw.items()
+    }
 
 
-class _UnknownModel(Exception):
-    pass
-
-
-def _truncate(output: simulated.ModelOutput, max_tokens: int) -> tuple[str, int, str]:
-    """Cut an answer to the output budget as a provider would; say why it stopped."""
+def _truncate(output: simulated.ModelOutput, max_tokens: int) -> tuple[str, int, bool]:
+    """Cut an answer to the output budget as a provider would; say if it was cut."""
     tokens = output.output_tokens or estimate_text_tokens(output.text)
     if tokens <= max_tokens:
-        return output.text, max(1, tokens), "stop"
+        return output.text, max(1, tokens), False
     keep = max(1, len(output.text) * max_tokens // tokens)
-    return output.text[:keep], max_tokens, "length"
-
-
-def _openai_error(
-    status: int, message: str, kind: str, code: str | None = None
-) -> web.Response:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json"
-    )
+    return output.text[:keep], max_tokens, True
 
 
 EMULATOR: web.AppKey[_Emulator] = web.AppKey("emulator", _Emulator)
@@ -419,7 +302,12 @@ def build_app(config: EmulatorConfig | None = None) -> web.Application:
     emulator = _Emulator(config or EmulatorConfig())
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emulator
-    app.router.add_post("/v1/chat/completions", emulator.openai_chat)
+    for path, wire in (
+        ("/v1/chat/completions", WIRES["openai"]),
+        ("/v1beta/models/{target}", WIRES["gemini"]),
+        ("/v1/messages", WIRES["anthropic"]),
+    ):
+        app.router.add_post(path, functools.partial(emulator.handle, wire))
     app.router.add_get("/emulator/stats", emulator.get_stats)
     app.router.add_get("/emulator/log", emulator.get_log)
     app.router.add_post("/emulator/config", emulator.set_config)
@@ -456,10 +344,20 @@ class EmulatorServer:
         """The request counts so far."""
         return self.app[EMULATOR].stats.to_dict()
 
+    @property
+    def image_digests(self) -> Counter[str]:
+        """How often each image (by the SHA-256 of the bytes received) arrived."""
+        return Counter(self.app[EMULATOR].stats.digests)
+
+    @property
+    def log(self) -> list[tuple[float, str, str, int, int, int]]:
+        """Every request so far: (seconds since start, wire, model, status, input
+        tokens, output tokens)."""
+        return list(self.app[EMULATOR].stats.log)
+
     def configure(self, **changes: Any) -> None:
-        """Change the emulator's behaviour while it runs."""
-        emulator = self.app[EMULATOR]
-        emulator.config = replace(emulator.config, **changes)
+        """Change the emulator's behaviour while it runs (limits included)."""
+        self.app[EMULATOR].reconfigure(**changes)
 
     async def __aenter__(self) -> EmulatorServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
