@@ -31,6 +31,8 @@ from rich.text import Text
 from cache.store import CacheError, ResponseCache, default_cache_dir
 from engine import CallFinished, Engine, EngineConfig, Event, PhaseStarted, PhaseStats
 from engine.batchfile import BatchItem, read_batch, result_row
+from engine.pricing import PriceTable
+from engine.settings import EngineSettings, read_settings
 from providers import PROVIDER_NAMES, make_provider
 from providers.base import ConfigError
 from providers.emulator.server import FAULT_KINDS, EmulatorConfig, EmulatorServer
@@ -107,8 +109,22 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-def stats_table(stats: Mapping[str, PhaseStats], title: str = "Calls") -> Table:
-    """Build the per-phase table of calls, cache hits, tokens and latency."""
+def _dollars(value: float | None, unpriced: Sequence[str]) -> str:
+    if value is None:
+        return "no price: " + ", ".join(unpriced) if unpriced else "-"
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def stats_table(
+    stats: Mapping[str, PhaseStats],
+    title: str = "Calls",
+    prices: PriceTable | None = None,
+) -> Table:
+    """Build the per-phase table of calls, cache hits, tokens, latency and cost.
+
+    Cost counts every billed attempt, retries included; what cache hits would have
+    cost is shown apart as saved. A model with no known price says so.
+    """
     table = Table(title=title)
     for name in (
         "phase",
@@ -122,6 +138,8 @@ def stats_table(stats: Mapping[str, PhaseStats], title: str = "Calls") -> Table:
         "p50",
         "p90",
         "p99",
+        "cost",
+        "saved",
     ):
         table.add_column(name, justify="left" if name == "phase" else "right")
     for phase in stats.values():
@@ -139,6 +157,8 @@ def stats_table(stats: Mapping[str, PhaseStats], title: str = "Calls") -> Table:
             _seconds(row["latency_p50_s"]),
             _seconds(row["latency_p90_s"]),
             _seconds(row["latency_p99_s"]),
+            _dollars(phase.cost_usd(prices), phase.unpriced_models(prices)),
+            _dollars(phase.saved_usd(prices), phase.unpriced_models(prices)),
         )
     return table
 
@@ -225,6 +245,36 @@ def _provider_options(func: Any) -> Any:
                 help="Seconds allowed for one attempt.",
             ),
             click.option(
+                "--settings",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                default=None,
+                help="A TOML file of rate limits per provider/model and prices.",
+            ),
+            click.option(
+                "--rpm",
+                type=click.IntRange(1),
+                default=None,
+                help="Requests per minute for this provider and model.",
+            ),
+            click.option(
+                "--tpm",
+                type=click.IntRange(1),
+                default=None,
+                help="Tokens per minute for this provider and model.",
+            ),
+            click.option(
+                "--input-tpm",
+                type=click.IntRange(1),
+                default=None,
+                help="Input tokens per minute (providers that count them apart).",
+            ),
+            click.option(
+                "--output-tpm",
+                type=click.IntRange(1),
+                default=None,
+                help="Output tokens per minute (providers that count them apart).",
+            ),
+            click.option(
                 "--max-attempts",
                 type=click.IntRange(1),
                 default=6,
@@ -297,7 +347,10 @@ def batch(
     started = time.perf_counter()
     try:
         with view:
-            results, stats = asyncio.run(_run_batch(items, options, cache, view))
+            settings = engine_settings(options)
+            results, stats = asyncio.run(
+                _run_batch(items, options, settings, cache, view)
+            )
     except ConfigError as error:
         raise click.ClickException(str(error)) from error
     finally:
@@ -305,7 +358,8 @@ def batch(
             cache.close()
     wall = time.perf_counter() - started
     failed = _write_results(output, items, results)
-    console.print(stats_table(stats, title=f"Batch: {len(items):,} lines"))
+    title = f"Batch: {len(items):,} lines"
+    console.print(stats_table(stats, title=title, prices=settings.price_table()))
     console.print(_throughput_line(stats.get("batch"), wall))
     if failed:
         console.print(
@@ -314,9 +368,26 @@ def batch(
         sys.exit(1)
 
 
+def engine_settings(options: Mapping[str, Any]) -> EngineSettings:
+    """Read the settings file and apply the limit flags to the run's model.
+
+    Raises:
+        ConfigError: The settings file is unreadable or wrong.
+    """
+    return read_settings(options["settings"]).with_limits(
+        options["provider"],
+        options["model"],
+        rpm=options["rpm"],
+        tpm=options["tpm"],
+        input_tpm=options["input_tpm"],
+        output_tpm=options["output_tpm"],
+    )
+
+
 async def _run_batch(
     items: Sequence[BatchItem],
     options: Mapping[str, Any],
+    settings: EngineSettings,
     cache: ResponseCache | None,
     view: ProgressView,
 ) -> tuple[list[Any], dict[str, PhaseStats]]:
@@ -333,6 +404,7 @@ async def _run_batch(
                 cache=cache,
                 config=config,
                 on_event=view,
+                limiters=settings.limiter_set({options["provider"]: provider.kind}),
             )
         )
         requests = [item.request for item in items if item.request is not None]
@@ -742,9 +814,7 @@ def data_check(
 
 @data.command("synth")
 @click.argument("family")
-@click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), required=True
-)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--per-species", type=click.IntRange(1), default=60, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(

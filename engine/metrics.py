@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.pricing import PriceTable
 from providers.base import Usage
 
 __all__ = ["CallFinished", "Event", "PhaseFinished", "PhaseStarted", "PhaseStats"]
@@ -58,7 +59,21 @@ class PhaseStats:
         """Tokens saved by the cache over all models."""
         return sum(self.saved.values(), Usage())
 
-    def to_dict(self) -> dict[str, Any]:
+    def cost_usd(self, prices: PriceTable | None = None) -> float | None:
+        """Dollars spent on every billed attempt, or None if a model has no price."""
+        return _dollars(self.billed, prices)
+
+    def saved_usd(self, prices: PriceTable | None = None) -> float | None:
+        """Dollars the cache saved, or None if a model has no price."""
+        return _dollars(self.saved, prices)
+
+    def unpriced_models(self, prices: PriceTable | None = None) -> list[str]:
+        """The models of this phase whose price is unknown."""
+        table = prices or PriceTable()
+        models = set(self.billed) | set(self.saved)
+        return sorted(m for m in models if table.price(m) is None)
+
+    def to_dict(self, prices: PriceTable | None = None) -> dict[str, Any]:
         """Summarise as plain data (for JSON and tables)."""
         usage, saved = self.usage, self.saved_usage
         return {
@@ -77,7 +92,23 @@ class PhaseStats:
             "latency_p50_s": self.percentile(50),
             "latency_p90_s": self.percentile(90),
             "latency_p99_s": self.percentile(99),
+            "cost_usd": self.cost_usd(prices),
+            "saved_usd": self.saved_usd(prices),
+            "unpriced_models": self.unpriced_models(prices),
         }
+
+
+def _dollars(
+    usage_by_model: dict[str, Usage], prices: PriceTable | None
+) -> float | None:
+    table = prices or PriceTable()
+    total = 0.0
+    for model, usage in usage_by_model.items():
+        dollars = table.cost_usd(model, usage)
+        if dollars is None:
+            return None
+        total += dollars
+    return round(total, 9)
 
 
 @dataclass(frozen=True, slots=True)

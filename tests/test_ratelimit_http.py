@@ -150,7 +150,7 @@ async def test_request_limit_is_kept_with_no_start_up_burst(
         250,
         512,
         ModelLimits(rpm=rpm),
-        Limits(rpm=rpm, window_s=window, margin_s=0.15, ramp_s=window),
+        Limits(rpm=rpm, window_s=window, margin_s=0.25, ramp_s=window),
         window,
     )
     assert all(isinstance(r, Response) for r in results)
@@ -172,7 +172,7 @@ async def test_token_limit_made_binding_by_large_images(
         40,
         256,
         limits,
-        Limits(rpm=10_000, tpm=tpm, window_s=window, margin_s=0.15, ramp_s=window),
+        Limits(rpm=10_000, tpm=tpm, window_s=window, margin_s=0.25, ramp_s=window),
         window,
     )
     assert all(isinstance(r, Response) for r in results)
@@ -195,7 +195,7 @@ async def test_halved_limit_mid_run_stops_429s_quickly(
         500,
         256,
         ModelLimits(rpm=rpm),
-        Limits(rpm=rpm, window_s=window, margin_s=0.15, ramp_s=window),
+        Limits(rpm=rpm, window_s=window, margin_s=0.25, ramp_s=window),
         window,
         change=halve,
     )
