@@ -625,7 +625,7 @@ def _method_options(func: Any) -> Any:
 
 def _run_outcome(ctx: click.Context, run_dir: Path, config: Any) -> None:
     """Run (or continue) a run with a progress view, then print its report."""
-    from autosep.rundir import ConfigMismatch
+    from autosep.rundir import ConfigMismatch, RunDir
     from autosep.runner import RunError, run
 
     console: Console = ctx.obj["console"]
@@ -638,7 +638,8 @@ def _run_outcome(ctx: click.Context, run_dir: Path, config: Any) -> None:
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: python cli.py resume {run_dir}")
         sys.exit(1)
-    _print_report(console, run_dir)
+    if outcome.stopped is None or RunDir(run_dir).checkpoint.exists():
+        _print_report(console, run_dir)
     if outcome.stopped:
         console.print(f"[yellow]{escape(outcome.stopped)}[/]")
         console.print(f"continue with: python cli.py resume {run_dir} --budget-usd N")
