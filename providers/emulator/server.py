@@ -274,6 +274,7 @@ class _Emulator:
 
     async def reset(self, request: web.Request) -> web.Response:
         self.stats = _Stats()
+        self.limiter = WindowLimiter(self.config.limits, self.config.window_s)
         self._started = time.monotonic()
         return web.json_response({"reset": True})
 
