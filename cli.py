@@ -609,6 +609,13 @@ _METHOD_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("--budget-usd", click.FloatRange(min=0), "Stop, resumably, before spending more."),
     ("--cache-dir", str, "Where answers are cached."),
     ("--data-dir", str, "Where generated datasets are written."),
+    (
+        "--limits-file",
+        click.Path(exists=True, dir_okay=False),
+        "TOML file of rate limits per provider/model and prices.",
+    ),
+    ("--rpm", click.IntRange(1), "Requests per minute for the main model."),
+    ("--tpm", click.IntRange(1), "Tokens per minute for the main model."),
 )
 
 
@@ -743,6 +750,8 @@ def _dry_run(ctx: click.Context, config: Any) -> None:
 @click.option("--concurrency", type=click.IntRange(1), default=None)
 @click.option("--budget-usd", type=click.FloatRange(min=0), default=None)
 @click.option("--cache-dir", type=str, default=None)
+@click.option("--rpm", type=click.IntRange(1), default=None)
+@click.option("--tpm", type=click.IntRange(1), default=None)
 @click.pass_context
 def resume_command(ctx: click.Context, run_dir: Path, **changes: Any) -> None:
     """Continue a run from its last checkpoint, with its own settings."""

@@ -122,6 +122,9 @@ class RunConfig:
     cache_dir: str | None = field(default=None, **_EXECUTION)
     no_cache: bool = field(default=False, **_EXECUTION)
     data_dir: str | None = field(default=None, **_EXECUTION)
+    limits_file: str | None = field(default=None, **_EXECUTION)
+    rpm: int | None = field(default=None, **_EXECUTION)
+    tpm: int | None = field(default=None, **_EXECUTION)
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -138,8 +138,18 @@ async def open_engine(
     """
     from cache.store import CacheError, ResponseCache, default_cache_dir
     from engine import Engine, EngineConfig
+    from engine.settings import read_settings
     from providers import make_provider
     from providers.base import ConfigError
+
+    try:
+        settings = read_settings(
+            Path(config.limits_file) if config.limits_file else None
+        ).with_limits(
+            config.provider, config.main_model, rpm=config.rpm, tpm=config.tpm
+        )
+    except ConfigError as error:
+        raise RunError(str(error)) from error
 
     names = sorted({config.provider, config.critic[0]})
     try:
@@ -167,6 +177,7 @@ async def open_engine(
             cache=cache,
             config=EngineConfig(concurrency=config.concurrency),
             on_event=on_event,
+            limiters=settings.limiter_set({n: p.kind for n, p in providers.items()}),
         )
         try:
             yield await stack.enter_async_context(engine)
