@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
-from providers.base import Call, ErrorKind, ProviderError
+from providers.base import Call, ConfigError, ErrorKind, ProviderError
 from providers.image_tokens import MESSAGE_OVERHEAD_TOKENS, estimate_text_tokens
 
 __all__ = [
     "SecretHeaders",
+    "resolve_key",
     "body_snippet",
     "estimate_call_tokens",
     "json_object",
@@ -54,6 +56,32 @@ class SecretHeaders(dict[str, str]):
         return repr(shown)
 
     __str__ = __repr__
+
+
+def resolve_key(
+    api_key: str | None,
+    variables: Sequence[str],
+    *,
+    required: bool,
+    provider: str,
+) -> str:
+    """Return the key to send: the one given, else the first variable set.
+
+    ``""`` means no key is sent (the emulator, a local server).
+
+    Raises:
+        ConfigError: ``required`` (the provider's own API is named) and no key is
+            given or set; the message names the variables to set.
+    """
+    if api_key is None:
+        api_key = next((os.environ[v] for v in variables if os.environ.get(v)), None)
+    if api_key is None and required:
+        names = " or ".join(variables)
+        raise ConfigError(
+            f"no {provider} API key: set {names}, or give a base URL for a server "
+            "that needs none"
+        )
+    return api_key or ""
 
 
 def redact(text: str, secret: str) -> str:

@@ -14,7 +14,6 @@ budget ran out; both are retryable after ``retry-after``. A refusal is a 200 wit
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,10 +27,10 @@ from providers._wire import (
     json_object,
     kind_for_status,
     redact,
+    resolve_key,
 )
 from providers.base import (
     Call,
-    ConfigError,
     ErrorKind,
     FinishReason,
     HttpRequest,
@@ -101,14 +100,12 @@ class AnthropicProvider:
         identity: str | None = None,
     ) -> None:
         self.base_url = (base_url or ANTHROPIC_BASE_URL).rstrip("/")
-        if api_key is None:
-            api_key = os.environ.get(KEY_VARIABLE) or None
-        if api_key is None and self.base_url == ANTHROPIC_BASE_URL:
-            raise ConfigError(
-                f"no Anthropic API key: set {KEY_VARIABLE}, or give a base URL for "
-                "a server that needs none"
-            )
-        self._key = api_key or ""
+        self._key = resolve_key(
+            api_key,
+            (KEY_VARIABLE,),
+            required=self.base_url == ANTHROPIC_BASE_URL,
+            provider="Anthropic",
+        )
         self._headers = SecretHeaders(
             {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
         )

@@ -13,7 +13,6 @@ safety ``finishReason``. Both become a final ``FILTERED`` error carrying the usa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -28,10 +27,10 @@ from providers._wire import (
     json_object,
     kind_for_status,
     redact,
+    resolve_key,
 )
 from providers.base import (
     Call,
-    ConfigError,
     ErrorKind,
     FinishReason,
     HttpRequest,
@@ -103,14 +102,12 @@ class GeminiProvider:
         identity: str | None = None,
     ) -> None:
         self.base_url = (base_url or GEMINI_BASE_URL).rstrip("/")
-        if api_key is None:
-            api_key = _key_from_environment()
-        if api_key is None and self.base_url == GEMINI_BASE_URL:
-            raise ConfigError(
-                "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), or give "
-                "a base URL for a server that needs none"
-            )
-        self._key = api_key or ""
+        self._key = resolve_key(
+            api_key,
+            KEY_VARIABLES,
+            required=self.base_url == GEMINI_BASE_URL,
+            provider="Gemini",
+        )
         self._headers = SecretHeaders({"Content-Type": "application/json"})
         if self._key:
             self._headers["x-goog-api-key"] = self._key
@@ -184,14 +181,6 @@ class GeminiProvider:
             retry_after_s=retry_after,
             retryable_override=rl.should_retry(headers),
         )
-
-
-def _key_from_environment() -> str | None:
-    for name in KEY_VARIABLES:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
 
 
 def _part(part: str | Image) -> dict[str, Any]:

@@ -8,13 +8,22 @@ because no retry can make them succeed.
 
 from __future__ import annotations
 
-import os
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from providers import _ratelimit_headers as rl
+from providers._wire import (
+    SecretHeaders,
+    body_snippet,
+    estimate_call_tokens,
+    json_object,
+    kind_for_status,
+    redact,
+    resolve_key,
+)
 from providers.base import (
     Call,
     ConfigError,
@@ -27,7 +36,7 @@ from providers.base import (
     Reply,
     Usage,
 )
-from providers.image_tokens import estimate_text_tokens, openai_image_tokens
+from providers.image_tokens import openai_image_tokens
 
 __all__ = ["OPENAI_BASE_URL", "OpenAIProvider"]
 
@@ -48,18 +57,6 @@ _FINAL_429_CODES = frozenset(
         "project_spend_limit_exceeded",
     }
 )
-
-_STATUS_KINDS = {
-    400: ErrorKind.INVALID_REQUEST,
-    401: ErrorKind.AUTHENTICATION,
-    403: ErrorKind.AUTHENTICATION,
-    404: ErrorKind.NOT_FOUND,
-    408: ErrorKind.TIMEOUT,
-    409: ErrorKind.SERVER,
-    413: ErrorKind.TOO_LARGE,
-    422: ErrorKind.INVALID_REQUEST,
-    429: ErrorKind.RATE_LIMITED,
-}
 
 
 class OpenAIProvider:
@@ -89,19 +86,18 @@ class OpenAIProvider:
         identity: str | None = None,
     ) -> None:
         self.base_url = (base_url or OPENAI_BASE_URL).rstrip("/")
-        if api_key is None:
-            api_key = os.environ.get(KEY_VARIABLE, "")
-        if not api_key and self.base_url == OPENAI_BASE_URL:
-            raise ConfigError(
-                f"no OpenAI API key: set {KEY_VARIABLE}, or give --base-url for a "
-                "server that needs none"
-            )
+        # A server of your own may need no key even when the variable is unset.
+        self._key = resolve_key(
+            api_key,
+            (KEY_VARIABLE,),
+            required=self.base_url == OPENAI_BASE_URL,
+            provider="OpenAI",
+        )
         if detail not in ("auto", "low", "high"):
             raise ConfigError(f"image detail must be auto, low or high, not {detail!r}")
-        self._headers = {"Content-Type": "application/json"}
-        self._key = api_key
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._headers = SecretHeaders({"Content-Type": "application/json"})
+        if self._key:
+            self._headers["Authorization"] = f"Bearer {self._key}"
         self._detail = detail
         self._url = f"{self.base_url}/chat/completions"
         # OpenAI's own API wants the newer field (reasoning models refuse the old
@@ -146,27 +142,23 @@ class OpenAIProvider:
         return {"type": "image_url", "image_url": {"url": url, "detail": self._detail}}
 
     def estimate_input_tokens(self, call: Call) -> int:
-        total = 3 + (estimate_text_tokens(call.system) if call.system else 0)
-        for part in call.parts:
-            if isinstance(part, str):
-                total += estimate_text_tokens(part)
-            else:
-                total += openai_image_tokens(
-                    call.model, part.width, part.height, self._detail
-                )
-        return total
+        """Estimate the input tokens: texts, images by the model's tile rule."""
+        rule = functools.partial(openai_image_tokens, detail=self._detail)
+        return estimate_call_tokens(call, rule)
 
     def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> Reply:
         limits = rl.openai_rate_limit_info(headers)
         if status != 200:
             raise self._error(status, headers, body, limits)
+        data = json_object(body, status)
         try:
-            data = orjson.loads(body)
             choice = data["choices"][0]
             message = choice["message"]
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as error:
+        except (KeyError, IndexError, TypeError) as error:
             raise ProviderError(
-                ErrorKind.MALFORMED, f"unreadable answer body ({error})", status
+                ErrorKind.MALFORMED,
+                f"answer has no choice: {body_snippet(body)}",
+                status,
             ) from error
         usage = _usage(data.get("usage"))
         if message.get("refusal"):
@@ -197,15 +189,10 @@ class OpenAIProvider:
         limits: RateLimitInfo | None,
     ) -> ProviderError:
         message, code = _error_message(body, status)
-        if self._key:
-            # Some servers quote the key they were sent in a 401; it must not travel
-            # on into logs and reports.
-            message = message.replace(self._key, "[redacted key]")
-        kind = _STATUS_KINDS.get(status, ErrorKind.SERVER if status >= 500 else None)
-        if kind is None:
-            kind = ErrorKind.INVALID_REQUEST
-        if status == 503:
-            kind = ErrorKind.OVERLOADED
+        # Some servers quote the key they were sent in a 401; it must not travel on
+        # into logs and reports.
+        message = redact(message, self._key)
+        kind = kind_for_status(status)
         if status == 429 and code in _FINAL_429_CODES:
             kind = ErrorKind.QUOTA
         elif status == 429 and "Request too large" in message:
@@ -225,8 +212,7 @@ def _error_message(body: bytes, status: int) -> tuple[str, str | None]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        text = body[:300].decode("utf-8", "replace").strip()
-        return (text or f"HTTP {status} with an empty body"), None
+        return f"HTTP {status}: {body_snippet(body)}", None
     error = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(error, str):
         return error, None

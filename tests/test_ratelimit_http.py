@@ -15,7 +15,15 @@ import pytest
 from PIL import Image
 
 from cache.images import PrepSettings, prepare_bytes
-from engine import Engine, EngineConfig, Failure, ImageRef, Request, Response
+from engine import (
+    CallFinished,
+    Engine,
+    EngineConfig,
+    Failure,
+    ImageRef,
+    Request,
+    Response,
+)
 from engine.limits import LimiterSet, Limits
 from providers import make_provider
 from providers.emulator.server import EmulatorConfig, EmulatorServer, ModelLimits
@@ -115,27 +123,32 @@ async def run_limited(
     client_limits: Limits,
     window: float,
     change: Callable[[EmulatorServer], None] | None = None,
+    change_after: int = 0,
 ) -> tuple[list, list[tuple], int]:
+    """Run a batch against limits; apply ``change`` after ``change_after`` answers."""
     model, _ = WIRE_MODELS[wire]
     requests = requests_for(model, paths, count, max_tokens=64)
     config = EmulatorConfig(limits={model: emulator_limits}, window_s=window)
     async with EmulatorServer(config) as emulator:
+        finished = 0
+
+        def on_event(event: object) -> None:
+            nonlocal finished
+            if isinstance(event, CallFinished):
+                finished += 1
+                if change is not None and finished == change_after:
+                    change(emulator)
+
         provider = make_provider("emulator", base_url=emulator.base_url, wire=wire)
         limiters = LimiterSet(per_model={("emu", model): client_limits})
         engine_config = EngineConfig(concurrency=concurrency, max_attempts=20)
         async with Engine(
-            {"emu": provider}, config=engine_config, limiters=limiters
+            {"emu": provider},
+            config=engine_config,
+            limiters=limiters,
+            on_event=on_event,
         ) as engine:
-            if change is None:
-                results = await engine.map(requests, "x")
-            else:
-                import asyncio
-
-                async def later() -> None:
-                    await asyncio.sleep(window * 0.75)
-                    change(emulator)
-
-                results, _ = await asyncio.gather(engine.map(requests, "x"), later())
+            results = await engine.map(requests, "x")
         return results, emulator.log, emulator.stats["rate_limited"]
 
 
@@ -184,20 +197,23 @@ async def test_token_limit_made_binding_by_large_images(
 async def test_halved_limit_mid_run_stops_429s_quickly(
     make_image: Callable[..., Path],
 ) -> None:
-    window, rpm = 2.0, 200
+    window, rpm = 4.0, 200
 
     def halve(emulator: EmulatorServer) -> None:
         emulator.configure(limits={"gpt-4o": ModelLimits(rpm=rpm // 2)})
 
+    # Halved after 150 answers: the emulator's window then holds more than the new
+    # limit, whatever the speed of the machine, so the client must meet 429s.
     results, log, limited = await run_limited(
         "openai",
         [make_image()],
-        500,
+        260,
         256,
         ModelLimits(rpm=rpm),
         Limits(rpm=rpm, window_s=window, margin_s=0.25, ramp_s=window),
         window,
         change=halve,
+        change_after=150,
     )
     assert all(isinstance(r, Response) for r in results)
     rejected = [row[0] for row in log if row[3] == 429]
@@ -205,3 +221,4 @@ async def test_halved_limit_mid_run_stops_429s_quickly(
     # After the first 429 the client learns the new limit (headers and pause), so
     # the 429s end within about one window.
     assert rejected[-1] - rejected[0] < 1.5 * window
+    assert limited == len(rejected)
