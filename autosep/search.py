@@ -7,6 +7,7 @@ cache, which is what makes a resumed run identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,13 +135,18 @@ class Search:
     async def _test(self, beam: list[str]) -> dict[str, dict[str, Any]]:
         if not self.config.test_eval:
             return {}
-        tests = {}
-        for prompt in beam:
-            result = await classify_with_prompt(
-                prompt, self.scorer, self.calls, self.task
+        # The beam's prompts are tested side by side: each is a short batch, and
+        # one after another they would leave most of the concurrency idle.
+        results = await asyncio.gather(
+            *(
+                classify_with_prompt(prompt, self.scorer, self.calls, self.task)
+                for prompt in beam
             )
-            tests[prompt] = result.to_dict()
-        return tests
+        )
+        return {
+            prompt: result.to_dict()
+            for prompt, result in zip(beam, results, strict=True)
+        }
 
 
 def _round_record(
