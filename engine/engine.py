@@ -33,6 +33,7 @@ from providers.base import (
     ErrorKind,
     FinishReason,
     HttpRequest,
+    Image,
     Provider,
     ProviderError,
     Reply,
@@ -329,10 +330,10 @@ class Engine:
                 if isinstance(result, Response) and self._writer is not None:
                     self._writer.put(key, _cache_value(result, request))
                 self._finish(stats, indices[0], key, results, result)
+                shared = _as_shared(result)
                 for index in indices[1:]:
-                    shared = _as_shared(result)
                     if isinstance(shared, Response):
-                        stats.saved[request.model] += result.usage  # type: ignore[union-attr]
+                        stats.saved[request.model] += shared.usage
                     self._finish(stats, index, key, results, shared)
 
         workers = min(self.config.concurrency, len(misses))
@@ -348,28 +349,37 @@ class Engine:
         results: list[Result | None],
         result: Result | None,
     ) -> None:
+        """Record a request's result, count it and tell the event sink."""
         assert result is not None
         results[index] = result
-        failed = isinstance(result, Failure)
-        if failed:
+        if isinstance(result, Failure):
             stats.failures += 1
             stats.failure_kinds[result.kind] += 1
             logger.error("call failed for good: %s", result)
-        elif result.cached:
-            stats.cache_hits += 1
-        self._emit(
-            CallFinished(
+            event = CallFinished(
                 stats.phase,
                 key,
-                cached=not failed and result.cached,  # type: ignore[union-attr]
-                failed=failed,
-                latency_s=0.0 if failed else result.latency_s,  # type: ignore[union-attr]
-                usage=Usage() if failed else result.usage,  # type: ignore[union-attr]
+                cached=False,
+                failed=True,
+                latency_s=0.0,
+                usage=Usage(),
                 attempts=result.attempts,
                 in_flight=self._in_flight,
-                error=str(result) if failed else None,
+                error=str(result),
             )
-        )
+        else:
+            stats.cache_hits += result.cached
+            event = CallFinished(
+                stats.phase,
+                key,
+                cached=result.cached,
+                failed=False,
+                latency_s=result.latency_s,
+                usage=result.usage,
+                attempts=result.attempts,
+                in_flight=self._in_flight,
+            )
+        self._emit(event)
 
     async def _call_with_slot(
         self, session: aiohttp.ClientSession, request: Request, stats: PhaseStats
@@ -464,7 +474,7 @@ class Engine:
             return reply
 
     async def _prepare(self, request: Request) -> Call:
-        parts = []
+        parts: list[str | Image] = []
         for part in request.parts:
             if isinstance(part, str):
                 parts.append(part)

@@ -53,7 +53,7 @@ class EngineSettings:
             (provider, "*"), Limits()
         )
         merged = dict(self.limits)
-        merged[(provider, model)] = replace(base, **given)
+        merged[(provider, model)] = replace(base, **given)  # type: ignore[arg-type]
         return replace(self, limits=merged)
 
     def limiter_set(self, kinds: Mapping[str, str]) -> LimiterSet:
