@@ -6,9 +6,12 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,24 +76,19 @@ async def test_emulator_run_and_free_identical_rerun(tmp_path: Path) -> None:
     assert baselines["zero_shot"]["answered"] == 12
 
 
-def cli_run(tmp_path: Path, run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+def cli_run(
+    tmp_path: Path, run_dir: Path, base_url: str, *extra: str
+) -> subprocess.Popen[bytes]:
     """Start ``cli.py run`` on the small settings; its messages go to a log file."""
     command = [
-        sys.executable,
-        "cli.py",
-        "-q",
-        "run",
-        *SMALL,
-        "--concurrency",
-        "8",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--run-dir",
-        str(run_dir),
+        sys.executable, "cli.py", "-q", "run", *SMALL,
+        "--concurrency", str(CONCURRENCY),
+        "--base-url", base_url,
+        "--cache-dir", str(tmp_path / "cache"),
+        "--data-dir", str(tmp_path.parent / "data"),
+        "--run-dir", str(run_dir),
         *extra,
-    ]
+    ]  # fmt: skip
     tmp_path.mkdir(parents=True, exist_ok=True)
     with (tmp_path / "stderr.log").open("wb") as log:
         return subprocess.Popen(
@@ -98,33 +96,72 @@ def cli_run(tmp_path: Path, run_dir: Path, *extra: str) -> subprocess.Popen[byte
         )
 
 
-@pytest.mark.slow
-def test_sigkill_at_a_random_moment_then_resume(tmp_path: Path) -> None:
-    whole = cli_run(tmp_path / "w", tmp_path / "whole")
-    assert whole.wait(timeout=600) == 0, (tmp_path / "w" / "stderr.log").read_text()
+CONCURRENCY = 8
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[str]:
+    """An emulator in its own process, as a user would run it; yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "cli.py", "emulator", "serve", "--port", str(port),
+               "--latency-ms", "20"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                emulator_requests(url)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+
+
+def emulator_requests(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/emulator/stats", timeout=5) as answer:
+        return int(json.loads(answer.read())["requests"])
+
+
+def test_sigkill_at_a_random_moment_then_resume(
+    tmp_path: Path, emulator_process: str
+) -> None:
+    url = emulator_process
     started = time.monotonic()
-    cut = cli_run(tmp_path / "k", tmp_path / "cut")
-    assert cut.wait(timeout=600) == 0
+    whole = cli_run(tmp_path / "w", tmp_path / "whole", url)
+    assert whole.wait(timeout=600) == 0, (tmp_path / "w" / "stderr.log").read_text()
     duration = time.monotonic() - started
+    needed = emulator_requests(url)
+    expected = (tmp_path / "whole" / "results.json").read_bytes()
+    assert json.loads(expected)["completed_round"] == 2
+    resumed_runs = 0
     for attempt in range(3):
+        # Each attempt has a cache of its own, so it must make every call again.
         target = tmp_path / f"cut{attempt}"
-        victim = cli_run(tmp_path / f"k{attempt}", target)
-        time.sleep(random.Random(attempt).uniform(0.2, 0.9) * duration)
+        before = emulator_requests(url)
+        victim = cli_run(tmp_path / f"k{attempt}", target, url)
+        time.sleep(random.Random(attempt).uniform(0.3, 0.9) * duration)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
-        resumed = subprocess.run(
-            [sys.executable, "cli.py", "-q", "resume", str(target)],
-            cwd=ROOT,
-            capture_output=True,
-            timeout=600,
-            check=False,
-        )
         if not (target / "config.json").exists():
             continue  # killed before the run directory was claimed
+        resumed = subprocess.run(
+            [sys.executable, "cli.py", "-q", "resume", str(target)],
+            cwd=ROOT, capture_output=True, timeout=600, check=False,
+        )  # fmt: skip
         assert resumed.returncode == 0, resumed.stderr.decode()
-        expected = (tmp_path / "whole" / "results.json").read_bytes()
         assert (target / "results.json").read_bytes() == expected
-    assert (
-        json.loads((tmp_path / "whole" / "results.json").read_text())["completed_round"]
-        == 2
-    )
+        # Only the calls in flight at the kill were lost and made again.
+        extra = emulator_requests(url) - before - needed
+        assert 0 <= extra <= CONCURRENCY
+        resumed_runs += 1
+    assert resumed_runs >= 2
