@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ from engine import CallFinished, Engine, EngineConfig, Event, PhaseStarted, Phas
 from engine.batchfile import BatchItem, read_batch, result_row
 from engine.pricing import PriceTable
 from engine.settings import EngineSettings, read_settings
-from providers import PROVIDER_NAMES, make_provider
+from providers import DEFAULT_MODELS, PROVIDER_NAMES, make_provider
 from providers.base import ConfigError
 from providers.emulator.server import FAULT_KINDS, EmulatorConfig, EmulatorServer
 
@@ -174,13 +175,22 @@ def _setup_logging(console: Console, verbose: int) -> None:
     logging.getLogger("aiohttp").setLevel(max(level, logging.CRITICAL))
 
 
+class ConfigProblem(click.ClickException):
+    """A configuration the user must change (a key, a settings file, a path).
+
+    It exits with 2, as a usage error does: nothing was run.
+    """
+
+    exit_code = 2
+
+
 def _open_cache(cache_dir: Path | None, no_cache: bool) -> ResponseCache | None:
     if no_cache:
         return None
     try:
         return ResponseCache(cache_dir or default_cache_dir())
     except CacheError as error:
-        raise click.ClickException(str(error)) from error
+        raise ConfigProblem(str(error)) from error
 
 
 @click.group()
@@ -216,9 +226,10 @@ def _provider_options(func: Any) -> Any:
             ),
             click.option(
                 "--model",
-                default="gpt-4o",
-                show_default=True,
-                help="The model, as the provider names it.",
+                default=None,
+                help="The model, as the provider names it (default: "
+                + ", ".join(f"{p} {m}" for p, m in DEFAULT_MODELS.items())
+                + ").",
             ),
             click.option(
                 "--concurrency",
@@ -334,6 +345,9 @@ def batch(
     "max_tokens" and "system".
     """
     console: Console = ctx.obj["console"]
+    _check_output(input_path, output)
+    if options["model"] is None:
+        options["model"] = DEFAULT_MODELS[options["provider"]]
     items = list(
         read_batch(
             input_path,
@@ -342,17 +356,24 @@ def batch(
             max_tokens=max_tokens,
         )
     )
+    try:
+        settings = engine_settings(options)
+    except ConfigError as error:
+        raise ConfigProblem(str(error)) from error
     cache = _open_cache(options["cache_dir"], options["no_cache"])
     view = ProgressView(console, enabled=not ctx.obj["quiet"])
     started = time.perf_counter()
     try:
         with view:
-            settings = engine_settings(options)
             results, stats = asyncio.run(
                 _run_batch(items, options, settings, cache, view)
             )
     except ConfigError as error:
-        raise click.ClickException(str(error)) from error
+        raise ConfigProblem(str(error)) from error
+    except KeyboardInterrupt:
+        saved = "" if cache is None else "; the answers received so far are cached"
+        console.print(f"interrupted{saved}: run the same command again to continue")
+        sys.exit(1)
     finally:
         if cache is not None:
             cache.close()
@@ -366,6 +387,19 @@ def batch(
             f"[red]{failed:,} of {len(items):,} items failed[/]; see {output}"
         )
         sys.exit(1)
+
+
+def _check_output(source: Path, output: Path) -> None:
+    """Refuse an output that cannot be written, before any call is paid for."""
+    if output.resolve() == source.resolve():
+        raise click.BadParameter(
+            "the output would overwrite the input", param_hint="-o"
+        )
+    folder = output.resolve().parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"folder {folder} does not exist", param_hint="-o")
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"folder {folder} is not writable", param_hint="-o")
 
 
 def engine_settings(options: Mapping[str, Any]) -> EngineSettings:
@@ -438,12 +472,15 @@ def _throughput_line(stats: PhaseStats | None, wall: float) -> str:
 def _write_results(
     output: Path, items: Sequence[BatchItem], results: Sequence[Any]
 ) -> int:
+    """Write the results beside the output, then move them into place at once."""
     failed = 0
-    with output.open("wb") as out:
+    partial = output.with_name(output.name + ".partial")
+    with partial.open("wb") as out:
         for item, result in zip(items, results, strict=True):
             row = result_row(item, result)
             failed += "error" in row
             out.write(orjson.dumps(row) + b"\n")
+    partial.replace(output)
     return failed
 
 
@@ -505,7 +542,13 @@ def emulator_serve(
     )
     from providers.emulator.server import serve
 
-    serve(config, port=port)
+    try:
+        serve(config, port=port)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot listen on 127.0.0.1:{port} ({error.strerror}); choose another "
+            "--port"
+        ) from error
 
 
 @cache.command("stats")
@@ -513,6 +556,9 @@ def emulator_serve(
 @click.pass_context
 def cache_stats(ctx: click.Context, cache_dir: Path | None) -> None:
     """Show the cache's size, hit rate and entries per model."""
+    where = cache_dir or default_cache_dir()
+    if not where.exists():
+        raise ConfigProblem(f"there is no cache at {where}")
     store = _open_cache(cache_dir, False)
     assert store is not None
     stats = store.stats()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autosep.rng import stable_hash
+from providers import DEFAULT_MODELS
 
 __all__ = [
     "DEMO",
@@ -164,13 +165,6 @@ class RunConfig:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
 
-
-DEFAULT_MODELS = {
-    "emulator": "gpt-4o-mini",
-    "openai": "gpt-4o-mini",
-    "gemini": "gemini-2.0-flash",
-    "anthropic": "claude-3-5-haiku-latest",
-}
 
 
 def default_model(provider: str) -> str:

@@ -41,7 +41,8 @@ def read_batch(
 ) -> Iterator[BatchItem]:
     """Read a JSON-lines batch file; a bad line becomes an item with an error.
 
-    Blank lines are skipped. Image paths are resolved against the file's folder.
+    Blank lines are skipped (and get no output line). Image paths are resolved
+    against the file's folder.
     """
     base = path.parent
     with path.open("rb") as lines:
@@ -63,9 +64,9 @@ def _item(
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        return BatchItem(number, None, None, f"{where}: not valid JSON ({error})")
+        return BatchItem(number, number, None, f"{where}: not valid JSON ({error})")
     if not isinstance(data, dict):
-        return BatchItem(number, None, None, f"{where}: expected a JSON object")
+        return BatchItem(number, number, None, f"{where}: expected a JSON object")
     item_id = data.get("id", number)
     problem = _problem(data)
     if problem:
@@ -99,9 +100,10 @@ def _problem(data: dict[str, Any]) -> str | None:
     tokens = data.get("max_tokens", 1)
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
         return '"max_tokens" must be a positive whole number'
-    model = data.get("model")
-    if model is not None and not isinstance(model, str):
-        return '"model" must be a string'
+    for name in ("model", "system"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            return f'"{name}" must be a string'
     return None
 
 

@@ -44,6 +44,11 @@ __all__ = ["Engine", "EngineConfig"]
 
 logger = logging.getLogger(__name__)
 
+# Final errors that every later call to the same (provider, model) would meet too.
+_BLOCKING_KINDS = frozenset(
+    {str(ErrorKind.AUTHENTICATION), str(ErrorKind.NOT_FOUND), str(ErrorKind.QUOTA)}
+)
+
 # Cache lookups and digests are done in worker threads in chunks this large: big
 # enough that thread hand-offs cost nothing per item, small enough that the loop
 # gets control back often.
@@ -125,6 +130,7 @@ class Engine:
         self._writer: _CacheWriter | None = None
         self._in_flight = 0
         self._lookups = [0, 0]
+        self._blocked: dict[tuple[str, str], Failure] = {}
 
     async def __aenter__(self) -> Engine:
         if self._session is not None:
@@ -355,7 +361,7 @@ class Engine:
         if isinstance(result, Failure):
             stats.failures += 1
             stats.failure_kinds[result.kind] += 1
-            logger.error("call failed for good: %s", result)
+            logger.error("a %s call failed: %s", stats.phase, result)
             event = CallFinished(
                 stats.phase,
                 key,
@@ -384,13 +390,34 @@ class Engine:
     async def _call_with_slot(
         self, session: aiohttp.ClientSession, request: Request, stats: PhaseStats
     ) -> Result:
+        """Run one call in a concurrency slot; no exception escapes it.
+
+        This is the one place that catches every exception: a bug or an odd
+        request fails its own item, with the reason, and the batch goes on.
+        """
         assert self._slots is not None
         async with self._slots:
+            blocked = self._blocked.get((request.provider, request.model))
+            if blocked is not None:
+                message = (
+                    f"{blocked.message} (not sent: an earlier call to this model "
+                    "was refused the same way)"
+                )
+                return Failure(blocked.kind, message, 0, blocked.status)
             self._in_flight += 1
             try:
-                return await self._call(session, request, stats)
+                result = await self._call(session, request, stats)
+            except Exception as error:
+                logger.exception("a call failed unexpectedly")
+                return Failure("internal", f"{type(error).__name__}: {error}")
             finally:
                 self._in_flight -= 1
+        if isinstance(result, Failure) and result.kind in _BLOCKING_KINDS:
+            # A missing model, a refused key or an exhausted quota will refuse every
+            # other call to the same model too; sending them would only wait for
+            # thousands of identical refusals.
+            self._blocked.setdefault((request.provider, request.model), result)
+        return result
 
     async def _call(
         self, session: aiohttp.ClientSession, request: Request, stats: PhaseStats

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from providers.base import ConfigError, Provider
 
-__all__ = ["PROVIDER_NAMES", "make_provider"]
+__all__ = ["DEFAULT_MODELS", "PROVIDER_NAMES", "make_provider"]
 
 PROVIDER_NAMES = ("emulator", "openai", "gemini", "anthropic")
+
+# The model a provider is asked for when none is named: a current, inexpensive
+# vision model of each. The emulator answers to the same names as the providers.
+DEFAULT_MODELS = {
+    "emulator": "gpt-4o-mini",
+    "openai": "gpt-4o-mini",
+    "gemini": "gemini-2.5-flash",
+    "anthropic": "claude-haiku-4-5",
+}
 
 
 def make_provider(

@@ -60,7 +60,7 @@ def test_batch_writes_answers_in_order_and_reruns_from_cache(
     assert first.exit_code == 1, first.output  # three bad items
     assert "3 of 43 items failed" in first.output
     assert [row["id"] for row in rows][:3] == ["q0", "q1", "q2"]
-    assert "in.jsonl:4: not valid JSON" in rows[3]["error"]
+    assert "in.jsonl:4: not valid JSON" in rows[3]["error"] and rows[3]["id"] == 4
     assert "gone.jpg" in rows[5]["error"]
     assert "unknown field(s) promt" in rows[7]["error"]
     answered = [row for row in rows if "text" in row]
@@ -81,7 +81,7 @@ def test_batch_stops_before_calling_when_the_key_is_missing(
     result = CliRunner().invoke(
         cli, ["batch", str(source), "-o", str(tmp_path / "o"), "--provider", "openai"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.output
     assert not (tmp_path / "o").exists()
 
@@ -114,3 +114,37 @@ async def test_api_key_reaches_no_cache_output_log_or_error(
     for path in (tmp_path / "cache").rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_bad_field_types_fail_their_own_items(
+    tmp_path: Path, make_image: Callable[..., Path]
+) -> None:
+    image = make_image("t", 1).name
+    lines = [
+        {"id": "ok", "prompt": "hi", "images": [image]},
+        {"id": "sys", "prompt": "hi", "images": [image], "system": 3},
+        {"id": "model", "prompt": "hi", "images": [image], "model": ["x"]},
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(orjson.dumps(line) for line in lines))
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(cli, ["-q", "batch", str(source), "-o", str(out)])
+    rows = read_rows(out)
+    assert result.exit_code == 1
+    assert "text" in rows[0]
+    assert rows[1]["error"].endswith('"system" must be a string')
+    assert rows[2]["error"].endswith('"model" must be a string')
+
+
+@pytest.mark.parametrize("where", ["missing/out.jsonl", "in.jsonl"])
+def test_an_unwritable_output_is_refused_before_any_call(
+    tmp_path: Path, make_image: Callable[..., Path], where: str
+) -> None:
+    source = write_batch(tmp_path, make_image, 3)
+    before = source.read_bytes()
+    result = CliRunner().invoke(
+        cli, ["batch", str(source), "-o", str(tmp_path / where)]
+    )
+    assert result.exit_code == 2
+    assert "does not exist" in result.output or "overwrite the input" in result.output
+    assert source.read_bytes() == before

@@ -222,3 +222,45 @@ async def test_engine_must_be_opened() -> None:
     engine = Engine({})
     with pytest.raises(RuntimeError, match="async with"):
         await engine.map([], "x")
+
+
+async def test_refused_model_is_not_asked_again(emulator: EmulatorServer) -> None:
+    provider = make_provider("emulator", base_url=emulator.base_url)
+    requests = [Request("emulator", "no-such-model", (f"q{i}",)) for i in range(50)]
+    good = Request("emulator", MODEL, ("fine",))
+    config = EngineConfig(concurrency=4)
+    async with Engine({"emulator": provider}, config=config) as engine:
+        results = await engine.map([*requests, good], "x")
+    sent = emulator.stats["requests"]
+    assert sent <= 1 + 4 + 1  # the first refusal, those already in flight, and good
+    assert isinstance(results[-1], Response)
+    failures = results[:-1]
+    assert all(isinstance(r, Failure) and r.kind == "not_found" for r in failures)
+    assert sum("not sent" in r.message for r in failures) >= 50 - 5  # type: ignore[union-attr]
+
+
+class _BrokenProvider:
+    """Wraps a provider and raises on one prompt, like a bug in an adapter."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def build(self, call: object) -> object:
+        if "boom" in call.parts[0]:  # type: ignore[attr-defined]
+            raise TypeError("object of type 'int' has no len()")
+        return self._inner.build(call)  # type: ignore[attr-defined]
+
+
+async def test_an_unexpected_error_fails_only_its_item(
+    emulator: EmulatorServer,
+) -> None:
+    provider = _BrokenProvider(make_provider("emulator", base_url=emulator.base_url))
+    requests = [Request("emulator", MODEL, (text,)) for text in ("a", "boom", "c")]
+    async with Engine({"emulator": provider}) as engine:  # type: ignore[dict-item]
+        results = await engine.map(requests, "x")
+    assert isinstance(results[0], Response) and isinstance(results[2], Response)
+    assert isinstance(results[1], Failure) and results[1].kind == "internal"
+    assert "has no len()" in results[1].message
