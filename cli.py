@@ -687,7 +687,7 @@ def _run_outcome(ctx: click.Context, run_dir: Path, config: Any) -> None:
         with view:
             outcome = asyncio.run(run(config, run_dir, on_event=view))
     except (RunError, ConfigMismatch, ConfigError) as error:
-        raise click.ClickException(str(error)) from error
+        raise ConfigProblem(str(error)) from error
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: python cli.py resume {run_dir}")
         sys.exit(1)
@@ -696,6 +696,12 @@ def _run_outcome(ctx: click.Context, run_dir: Path, config: Any) -> None:
     if outcome.stopped:
         console.print(f"[yellow]{escape(outcome.stopped)}[/]")
         console.print(f"continue with: python cli.py resume {run_dir} --budget-usd N")
+        sys.exit(1)
+    if outcome.failed_calls:
+        console.print(
+            f"[red]{outcome.failed_calls:,} calls failed[/] and were left out of the "
+            f"scores and accuracies; their reasons are in {run_dir}/events.jsonl"
+        )
         sys.exit(1)
 
 
@@ -779,7 +785,7 @@ def _dry_run(ctx: click.Context, config: Any) -> None:
     try:
         plan = asyncio.run(dry_run(config))
     except (RunError, ConfigError) as error:
-        raise click.ClickException(str(error)) from error
+        raise ConfigProblem(str(error)) from error
     out = _output_console()
     out.print(dry_run_table(plan.planned, plan.replayed))
     note = "" if plan.priced else " (some models have no known price)"
@@ -806,7 +812,7 @@ def resume_command(ctx: click.Context, run_dir: Path, **changes: Any) -> None:
     try:
         config = RunDir(run_dir).read_config()
     except FileNotFoundError as error:
-        raise click.ClickException(f"{run_dir} holds no run") from error
+        raise ConfigProblem(f"{run_dir} holds no run") from error
     # Only settings that cannot change an answer may differ on a resume.
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     _run_outcome(ctx, run_dir, config)
@@ -855,7 +861,7 @@ def data_check(
             dataset, layout=layout, noun=noun, classes=wanted, task=task
         )
     except DatasetError as error:
-        raise click.ClickException(str(error)) from error
+        raise ConfigProblem(str(error)) from error
     result = check_dataset(loaded, n_train=n_train, n_test=n_test)
     out = _output_console()
     out.print(check_table(loaded, result))

@@ -166,7 +166,6 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
-
 def default_model(provider: str) -> str:
     """Return the model a provider uses when none is named."""
     try:
@@ -252,7 +251,42 @@ def _is_execution(f: dataclasses.Field[Any]) -> bool:
     return bool(f.metadata.get("execution"))
 
 
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+}
+
+
+_KIND_NAMES = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "text",
+}
+
+
+def _check_types(config: RunConfig) -> None:
+    """Refuse a setting of the wrong kind (``rounds = "one"``) by name."""
+    for item in fields(config):
+        annotation = str(item.type)
+        optional = annotation.endswith(" | None")
+        base = annotation.removesuffix(" | None")
+        value = getattr(config, item.name)
+        if value is None and optional:
+            continue
+        accepted = _TYPES.get(base)
+        if accepted is None:
+            continue
+        # bool is an int to Python, but never a count or a rate to us.
+        wrong_bool = isinstance(value, bool) and bool not in accepted
+        if wrong_bool or not isinstance(value, accepted):
+            raise ConfigError(f"{item.name} must be {_KIND_NAMES[base]}, not {value!r}")
+
+
 def _validate(config: RunConfig) -> None:
+    _check_types(config)
     positive = (
         "n_train",
         "n_test",

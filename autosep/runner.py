@@ -55,11 +55,13 @@ class RunOutcome:
         run_dir: Where its files are.
         results: The results (also in results.json), or None if it stopped early.
         stopped: Why it stopped early (the budget), or None when it finished.
+        failed_calls: Calls of this session that ended without an answer.
     """
 
     run_dir: Path
     results: dict[str, Any] | None
     stopped: str | None = None
+    failed_calls: int = 0
 
 
 @dataclass
@@ -222,7 +224,6 @@ async def run(
     """
     task = load_task(config)
     directory = RunDir(run_dir)
-    directory.claim(config)
 
     def journal(event: Any) -> None:
         directory.journal(_event_record(event))
@@ -232,6 +233,9 @@ async def run(
     async with contextlib.AsyncExitStack() as stack:
         if engine is None:
             engine = await stack.enter_async_context(open_engine(config, journal))
+        # Claimed only once the providers are set up, so a run refused for a
+        # missing key leaves no directory behind to refuse the corrected run.
+        directory.claim(config)
         return await _run_with(engine, config, task, directory)
 
 
@@ -252,7 +256,8 @@ async def _run_with(
     results = build_results(state, task, config)
     directory.write_results(results)
     session.note("finished")
-    return RunOutcome(directory.path, results)
+    failed = sum(session.failures.values())
+    return RunOutcome(directory.path, results, failed_calls=failed)
 
 
 def session_stats(engine: EngineLike, session: Session) -> dict[str, Any]:

@@ -137,6 +137,10 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "input_tpm", "output_tpm", "max_in_flight"):
             value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int)
+            ):
+                raise ValueError(f"{name} must be a whole number, not {value!r}")
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 or None, got {value}")
         if self.window_s <= 0:

@@ -166,4 +166,4 @@ def test_cli_data_check(tmp_path: Path) -> None:
     short = runner.invoke(cli, ["data", "check", str(root)])
     assert short.exit_code == 1 and "a run asks for 30 and 30" in short.output
     missing = runner.invoke(cli, ["data", "check", str(root), "--classes", "Gamma"])
-    assert missing.exit_code == 1 and "no class" in missing.output
+    assert missing.exit_code == 2 and "no class" in missing.output

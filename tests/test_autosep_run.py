@@ -217,6 +217,6 @@ def test_cli_report_and_resume_refusal(
             str(tmp_path / "run"),
         ],
     )
-    assert refused.exit_code == 1 and "other settings" in refused.output
+    assert refused.exit_code == 2 and "other settings" in refused.output
     bad = runner.invoke(cli, ["run", "--dataset", str(dataset), "--family", "finch"])
     assert bad.exit_code == 2 and "not both" in bad.output

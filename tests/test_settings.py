@@ -58,3 +58,15 @@ def test_bad_settings_name_the_file_and_the_entry(
     with pytest.raises(ConfigError, match=message) as caught:
         read_settings(path)
     assert str(path) in str(caught.value)
+
+
+def test_a_setting_of_the_wrong_kind_is_named(tmp_path: Path) -> None:
+    from autosep.config import ConfigError as RunConfigError
+    from autosep.config import resolve_config
+
+    with pytest.raises(RunConfigError, match="rounds must be a whole number, not 'one'"):
+        resolve_config({"rounds": "one"})
+    path = tmp_path / "s.toml"
+    path.write_text('[limits."openai/gpt-4o"]\nrpm = "fast"\n')
+    with pytest.raises(ConfigError, match="rpm must be a whole number, not 'fast'"):
+        read_settings(path)
