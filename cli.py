@@ -106,62 +106,21 @@ class ProgressView:
             self._progress.update(task, total=total + event.total)
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}s"
-
-
-def _dollars(value: float | None, unpriced: Sequence[str]) -> str:
-    if value is None:
-        return "no price: " + ", ".join(unpriced) if unpriced else "-"
-    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
-
-
 def stats_table(
     stats: Mapping[str, PhaseStats],
     title: str = "Calls",
     prices: PriceTable | None = None,
+    width: int = 200,
 ) -> Table:
     """Build the per-phase table of calls, cache hits, tokens, latency and cost.
 
     Cost counts every billed attempt, retries included; what cache hits would have
     cost is shown apart as saved. A model with no known price says so.
     """
-    table = Table(title=title)
-    for name in (
-        "phase",
-        "calls",
-        "cache hits",
-        "sent",
-        "retries",
-        "failed",
-        "input tok",
-        "output tok",
-        "p50",
-        "p90",
-        "p99",
-        "cost",
-        "saved",
-    ):
-        table.add_column(name, justify="left" if name == "phase" else "right")
-    for phase in stats.values():
-        row = phase.to_dict()
-        usage = phase.usage
-        table.add_row(
-            phase.phase,
-            f"{phase.calls:,}",
-            f"{phase.cache_hits:,}",
-            f"{phase.sent:,}",
-            f"{phase.retries:,}",
-            f"{phase.failures:,}",
-            f"{usage.input_tokens:,}",
-            f"{usage.output_tokens:,}",
-            _seconds(row["latency_p50_s"]),
-            _seconds(row["latency_p90_s"]),
-            _seconds(row["latency_p99_s"]),
-            _dollars(phase.cost_usd(prices), phase.unpriced_models(prices)),
-            _dollars(phase.saved_usd(prices), phase.unpriced_models(prices)),
-        )
-    return table
+    from autosep.render import phases_table
+
+    rows = {name: phase.to_dict(prices) for name, phase in stats.items()}
+    return phases_table(rows, title=title, width=width)
 
 
 def _setup_logging(console: Console, verbose: int) -> None:
@@ -380,7 +339,8 @@ def batch(
     wall = time.perf_counter() - started
     failed = _write_results(output, items, results)
     title = f"Batch: {len(items):,} lines"
-    console.print(stats_table(stats, title=title, prices=settings.price_table()))
+    prices = settings.price_table()
+    console.print(stats_table(stats, title=title, prices=prices, width=console.width))
     console.print(_throughput_line(stats.get("batch"), wall))
     if failed:
         console.print(
@@ -724,7 +684,7 @@ def _print_report(console: Console, run_dir: Path) -> None:
         out.print(rounds_table(results))
     out.print(baselines_table(results))
     if totals:
-        out.print(phases_table(totals))
+        out.print(phases_table(totals, width=out.width))
     if prompt_text(results):
         out.print("[bold]Best prompt (by label-free score):[/]")
         out.print(escape(prompt_text(results)))

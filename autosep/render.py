@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
+from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from autosep.checks import DatasetCheck
@@ -91,50 +94,98 @@ def prompt_text(results: dict[str, Any]) -> str:
     return "" if not best else best["prompt"]
 
 
+# Columns of the per-phase table, in the order shown, and the order in which they
+# are given up when the console is too narrow for all of them.
+_PHASE_COLUMNS = (
+    "phase", "calls", "cached", "sent", "retries", "failed", "in tok", "out tok",
+    "cost", "saved", "p50", "p90", "p99",
+)  # fmt: skip
+_DROPPED_FIRST = ("p90", "saved", "retries", "sent", "out tok", "in tok", "p99")
+
+
 def phases_table(
-    totals: dict[str, dict[str, Any]], title: str = "Calls per phase"
+    totals: dict[str, dict[str, Any]],
+    title: str = "Calls per phase",
+    width: int = 200,
 ) -> Table:
-    """Calls, cache hits, tokens, cost and latency per phase."""
-    table = Table(title=title)
-    columns = (
-        "phase",
-        "calls",
-        "cache hits",
-        "sent",
-        "retries",
-        "failed",
-        "input tok",
-        "output tok",
-        "cost",
-        "p50",
-        "p90",
-        "p99",
+    """Calls, cache hits, tokens, cost and latency per phase.
+
+    Args:
+        totals: Per phase, the figures of :meth:`engine.PhaseStats.to_dict`.
+        title: The table's title.
+        width: The console's width; columns that do not fit are left out, least
+            telling first, rather than cut to an ellipsis.
+    """
+    rows = [_phase_cells(phase, row) for phase, row in totals.items()]
+    shown = list(_PHASE_COLUMNS)
+    table = _cells_table(title, shown, rows)
+    for name in _DROPPED_FIRST:
+        if _natural_width(table) <= width:
+            break
+        shown.remove(name)
+        table = _cells_table(title, shown, rows)
+    known = [row.get("cost_usd") or 0.0 for row in totals.values()]
+    complete = all(
+        row.get("cost_usd") is not None and row.get("priced", True)
+        for row in totals.values()
     )
+    note = "" if complete else " (some models have no known price)"
+    table.caption = f"total ${sum(known):,.4f} at list prices{note}"
+    return table
+
+
+def _phase_cells(phase: str, row: dict[str, Any]) -> dict[str, str]:
+    return {
+        "phase": phase,
+        "calls": f"{row['calls']:,}",
+        "cached": f"{row['cache_hits']:,}",
+        "sent": f"{row['sent']:,}",
+        "retries": f"{row['retries']:,}",
+        "failed": f"{row['failures']:,}",
+        "in tok": _count(row["input_tokens"]),
+        "out tok": _count(row["output_tokens"]),
+        "cost": _dollars(row.get("cost_usd"), row.get("priced", True)),
+        "saved": _dollars(row.get("saved_usd"), row.get("priced", True)),
+        "p50": _seconds(row.get("latency_p50_s")),
+        "p90": _seconds(row.get("latency_p90_s")),
+        "p99": _seconds(row.get("latency_p99_s")),
+    }
+
+
+def _cells_table(title: str, columns: list[str], rows: list[dict[str, str]]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for name in columns:
         table.add_column(name, justify="left" if name == "phase" else "right")
-    total_cost = 0.0
-    priced = True
-    for phase, row in totals.items():
-        total_cost += row["cost_usd"]
-        priced = priced and row.get("priced", True)
-        table.add_row(
-            phase,
-            f"{row['calls']:,}",
-            f"{row['cache_hits']:,}",
-            f"{row['sent']:,}",
-            f"{row['retries']:,}",
-            f"{row['failures']:,}",
-            f"{row['input_tokens']:,}",
-            f"{row['output_tokens']:,}",
-            f"${row['cost_usd']:.4f}",
-            *(
-                _seconds(row.get(k))
-                for k in ("latency_p50_s", "latency_p90_s", "latency_p99_s")
-            ),
-        )
-    note = "" if priced else " (some models unpriced)"
-    table.caption = f"total ${total_cost:.4f} at list prices{note}"
+    for cells in rows:
+        table.add_row(*(cells[name] for name in columns))
     return table
+
+
+def _natural_width(table: Table) -> int:
+    """The width a table takes when nothing is cut or wrapped."""
+    console = Console(width=10_000)
+    return Measurement.get(console, console.options, table).maximum
+
+
+def _count(value: int) -> str:
+    """A token count, short: 950, 12.3k, 4.56M.
+
+    >>> _count(950), _count(12_345), _count(4_560_000)
+    ('950', '12.3k', '4.56M')
+    """
+    if value < 10_000:
+        return f"{value:,}"
+    if value < 1_000_000:
+        return f"{value / 1000:.1f}k"
+    return f"{value / 1_000_000:.2f}M"
+
+
+def _dollars(value: float | None, priced: bool = True) -> str:
+    """Dollars, short; a sum that leaves out unpriced models says so with ``+?``."""
+    if value is None:
+        return "no price"
+    text = f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+    return text if priced else text + "+?"
 
 
 def _seconds(value: float | None) -> str:

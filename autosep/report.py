@@ -25,6 +25,7 @@ def phase_totals(sessions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         "output_tokens",
         "image_tokens",
         "cost_usd",
+        "saved_usd",
     )
     for session in sessions:
         for phase, stats in session["phases"].items():
