@@ -473,7 +473,9 @@ def _write_results(
     show_default=True,
     help="Comma-separated fault kinds to draw from.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seeds latency and faults."
+)
 @click.pass_context
 def emulator_serve(
     ctx: click.Context,
@@ -512,7 +514,12 @@ def emulator_serve(
 
 
 @cache.command("stats")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The cache's folder (default: the user cache folder).",
+)
 @click.pass_context
 def cache_stats(ctx: click.Context, cache_dir: Path | None) -> None:
     """Show the cache's size, hit rate and entries per model."""
@@ -536,7 +543,12 @@ def cache_stats(ctx: click.Context, cache_dir: Path | None) -> None:
 
 
 @cache.command("clear")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The cache's folder (default: the user cache folder).",
+)
 @click.confirmation_option(prompt="Remove every cached answer?")
 @click.pass_context
 def cache_clear(ctx: click.Context, cache_dir: Path | None) -> None:
@@ -629,8 +641,13 @@ def _method_options(func: Any) -> Any:
     """Add every setting as an option whose default (None) leaves it unset."""
     for flag, kind, text in reversed(_METHOD_OPTIONS):
         func = click.option(flag, type=kind, default=None, help=text)(func)
-    for flag in ("reject-on-errors", "test-eval"):
-        func = click.option(f"--{flag}/--no-{flag}", default=None)(func)
+    flags = {
+        "reject-on-errors": "Keep the new prompts that do best on error images "
+        "rather than a random few.",
+        "test-eval": "Classify the test images with the beam every round (on).",
+    }
+    for flag, text in flags.items():
+        func = click.option(f"--{flag}/--no-{flag}", default=None, help=text)(func)
     return click.option("--no-cache", is_flag=True, default=None, help="Do not cache.")(
         func
     )
@@ -759,11 +776,29 @@ def _dry_run(ctx: click.Context, config: Any) -> None:
 @click.argument(
     "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
-@click.option("--concurrency", type=click.IntRange(1), default=None)
-@click.option("--budget-usd", type=click.FloatRange(min=0), default=None)
-@click.option("--cache-dir", type=str, default=None)
-@click.option("--rpm", type=click.IntRange(1), default=None)
-@click.option("--tpm", type=click.IntRange(1), default=None)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=None,
+    help="Calls in flight at most.",
+)
+@click.option(
+    "--budget-usd",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop, resumably, before spending more.",
+)
+@click.option("--cache-dir", type=str, default=None, help="Where answers are cached.")
+@click.option(
+    "--rpm", type=click.IntRange(1), default=None, help="Requests per minute."
+)
+@click.option("--tpm", type=click.IntRange(1), default=None, help="Tokens per minute.")
+@click.option(
+    "--limits-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TOML file of rate limits per provider/model and prices.",
+)
 @click.pass_context
 def resume_command(ctx: click.Context, run_dir: Path, **changes: Any) -> None:
     """Continue a run from its last checkpoint, with its own settings."""
@@ -836,14 +871,33 @@ def data_check(
 
 @data.command("synth")
 @click.argument("family")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--per-species", type=click.IntRange(1), default=60, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--test-fraction", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The dataset folder to write.",
+)
+@click.option(
+    "--per-species",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="Images per species, train and test together.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seeds every image."
+)
+@click.option(
+    "--test-fraction",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="The share of each species' images in the test split.",
 )
 @click.option("--preview", is_flag=True, help="Also write a contact sheet PNG.")
+@click.pass_context
 def data_synth(
+    ctx: click.Context,
     family: str,
     out: Path,
     per_species: int,
@@ -851,20 +905,25 @@ def data_synth(
     test_fraction: float,
     preview: bool,
 ) -> None:
-    """Write a synthetic FAMILY as a dataset: a folder per species and a manifest."""
+    """Write a synthetic FAMILY as a dataset: a folder per species and a manifest.
+
+    Families: finch, vireo and warbler (three species each), tanager (five) and
+    sparrow (ten).
+    """
     from providers.emulator import world
 
     if family not in world.family_names():
         known = ", ".join(world.family_names())
         raise click.BadParameter(f"unknown family {family!r}; known: {known}")
+    console: Console = ctx.obj["console"]
     manifest = world.write_dataset(
         family, out, per_species=per_species, seed=seed, test_fraction=test_fraction
     )
-    click.echo(f"wrote {manifest}")
+    console.print(f"wrote {manifest}")
     if preview:
         sheet = out / "contact_sheet.png"
         world.contact_sheet(family, seed=seed).save(sheet)
-        click.echo(f"wrote {sheet}")
+        console.print(f"wrote {sheet}")
 
 
 if __name__ == "__main__":

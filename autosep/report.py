@@ -78,7 +78,8 @@ def plot_rounds(results: dict[str, Any], path: str | Path) -> Path:
     axis.set_ylim(0, 1.02)
     axis.set_xticks(rounds)
     axis.set_title(f"AutoSEP on {results['task']['name']}")
-    axis.legend(loc="lower right", fontsize=8)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(loc="lower right", fontsize=8)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     path = Path(path)

@@ -20,6 +20,7 @@ and take precedence over the file.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -31,6 +32,8 @@ from engine.pricing import Price, PriceTable
 from providers.base import ConfigError
 
 __all__ = ["EngineSettings", "read_settings"]
+
+logger = logging.getLogger(__name__)
 
 _LIMIT_FIELDS = {f.name for f in fields(Limits)}
 
@@ -62,6 +65,14 @@ class EngineSettings:
         Gemini counts only input tokens against its per-minute token limit, so its
         limits are adjusted to match.
         """
+        unused = sorted({p for p, _ in self.limits} - set(kinds))
+        if unused:
+            logger.warning(
+                "limits are set for provider(s) %s, which this run does not use "
+                "(it uses %s)",
+                ", ".join(unused),
+                ", ".join(sorted(kinds)),
+            )
         per_model = {
             (provider, model): _for_kind(kinds.get(provider, ""), limits)
             for (provider, model), limits in self.limits.items()
