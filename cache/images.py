@@ -191,9 +191,14 @@ class ImagePreparer:
         self._digests[path] = (stat.st_size, stat.st_mtime_ns, digest)
         return digest
 
-    def is_digest_known(self, path: str) -> bool:
-        """Tell whether a digest is memoised (it may still be stale on disk)."""
-        return path in self._digests
+    def last_digest(self, path: str) -> str | None:
+        """Return the digest last computed for a file, without looking at the file.
+
+        The engine hashes a batch's files just before sending it; this spares each
+        call a ``stat`` that would only confirm what was just checked.
+        """
+        known = self._digests.get(path)
+        return None if known is None else known[2]
 
     async def prepare(self, path: str, digest: str) -> Image:
         """Return the prepared image for a file, preparing it if no one has yet.

@@ -506,7 +506,9 @@ class Engine:
             if isinstance(part, str):
                 parts.append(part)
             else:
-                digest = self._images.digest_now(part.path)
+                digest = self._images.last_digest(part.path) or self._images.digest_now(
+                    part.path
+                )
                 parts.append(await self._images.prepare(part.path, digest))
         return Call(
             model=request.model,
