@@ -44,6 +44,7 @@ FULL = (
         rerun_calls=35_000,
         rerun_images=180,
         rerun_fill_concurrency=512,
+        autosep=True,
     ),
     MemorySettings(
         in_flight=1024,
@@ -62,7 +63,7 @@ QUICK = (
         repeats=1,
         images=16,
         peer_deadline_s=10.0,
-        pool_calls=16,
+        pool_calls=8,
         peers=tuple(PEERS),
     ),
     CacheSettings(
@@ -72,6 +73,7 @@ QUICK = (
         rerun_calls=3_500,
         rerun_images=18,
         rerun_fill_concurrency=256,
+        autosep=False,
     ),
     MemorySettings(
         in_flight=128,
@@ -134,7 +136,9 @@ def _code_version() -> str:
     return f"commit {head}, with uncommitted changes to {', '.join(files)}"
 
 
-def _ratelimit(quick: bool) -> list[str]:
+def _ratelimit(quick: bool, skip: bool) -> list[str]:
+    if skip:
+        return ["Not measured in this run (`--skip-ratelimit`)."]
     if not RATELIMIT.exists():
         return [
             "Not measured: `benchmarks/bench_ratelimit.py` does not exist yet. When "
@@ -171,6 +175,11 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(PEERS),
         help="Comma-separated peers to compare with (default: all installed).",
     )
+    parser.add_argument(
+        "--skip-ratelimit",
+        action="store_true",
+        help="Leave the rate-limit section out (it has its own schedule).",
+    )
     args = parser.parse_args(argv)
     throughput, cache, memory = QUICK if args.quick else FULL
     peers = tuple(p for p in args.peers.split(",") if p)
@@ -187,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         for peer, why in measured["missing"].items():
             _log(f"  skipped {peer}: {why}")
         _log("rate limits")
-        ratelimit = _ratelimit(args.quick)
+        ratelimit = _ratelimit(args.quick, args.skip_ratelimit)
         _log("cache")
         cached = run_cache_section(cache, work, _log)
         _log("memory")

@@ -40,6 +40,7 @@ class CacheSettings:
     rerun_calls: int
     rerun_images: int
     rerun_fill_concurrency: int
+    autosep: bool
 
 
 def _key(i: int) -> str:
@@ -150,7 +151,65 @@ def run_cached_rerun(
         "reruns": reruns,
         "command": fill,
         "emulator": emulator.command,
+        "images": settings.rerun_images,
     }
+
+
+def has_autosep_run() -> bool:
+    """Tell whether ``cli.py run`` (the AutoSEP method) exists in this checkout."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "cli.py", "run", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def _autosep_totals(run_dir: Path) -> dict[str, int]:
+    """Sum calls, cache hits and sent requests over a run's phases."""
+    stats = orjson.loads((run_dir / "stats.json").read_bytes())
+    totals = {"calls": 0, "cache_hits": 0, "sent": 0}
+    for session in stats["sessions"]:
+        for phase in session["phases"].values():
+            for name in totals:
+                totals[name] += int(phase[name])
+    return totals
+
+
+def run_autosep_rerun(
+    settings: CacheSettings, work_dir: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run the default AutoSEP method once to fill a cache, then again from it.
+
+    Each rerun is the whole ``cli.py run`` process with a fresh run directory (so
+    nothing is resumed), timed from start to exit; its own statistics say how many
+    calls the cache answered and how many were sent.
+    """
+    import subprocess
+
+    base = [sys.executable, "cli.py", "-q", "run"]
+    shared = ["--cache-dir", str(work_dir / "autosep-cache")]
+    shared += ["--data-dir", str(work_dir / "autosep-data")]
+    commands, runs = [], []
+    for index in range(settings.repeats + 1):
+        command = [*base, *shared, "--run-dir", str(work_dir / f"autosep-run-{index}")]
+        if index == 0:
+            command += ["--concurrency", str(settings.rerun_fill_concurrency)]
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"cli.py run failed:\n{done.stderr[-3000:]}")
+        totals = _autosep_totals(work_dir / f"autosep-run-{index}")
+        runs.append({"wall_s": wall, **totals})
+        commands.append(command)
+        what = "fill" if index == 0 else f"rerun #{index}"
+        log(f"  AutoSEP {what}: {totals} in {wall:.1f}s")
+    return {"fill": runs[0], "reruns": runs[1:], "commands": commands[:2]}
 
 
 def run_cache_section(
@@ -171,7 +230,13 @@ def run_cache_section(
         stores.append(orjson.loads(done.stdout))
         log(f"  cache store #{repeat + 1}: {stores[-1]}")
     rerun = run_cached_rerun(settings, work_dir, log)
-    return {"stores": stores, "store_command": command, **rerun}
+    autosep = None
+    if settings.autosep:
+        if has_autosep_run():
+            autosep = run_autosep_rerun(settings, work_dir, log)
+        else:
+            log("  cli.py run does not exist: AutoSEP rerun not measured")
+    return {"stores": stores, "store_command": command, "autosep": autosep, **rerun}
 
 
 def main(argv: list[str] | None = None) -> None:
