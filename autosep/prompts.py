@@ -123,9 +123,13 @@ def compare_prompt(noun: str, first: str, second: str) -> str:
 def classify_prompt(noun: str, classes: Sequence[str], description: str | None) -> str:
     """Return the classification prompt, with a description when one is given."""
     letters = option_letters(len(classes))
-    options = "\n".join(f"{letter}. {name}" for letter, name in zip(letters, classes))
-    block = "" if description is None else _DESCRIPTION_BLOCK.format(
-        description=description
+    options = "\n".join(
+        f"{letter}. {name}" for letter, name in zip(letters, classes, strict=True)
+    )
+    block = (
+        ""
+        if description is None
+        else _DESCRIPTION_BLOCK.format(description=description)
     )
     return _CLASSIFY.format(noun=noun, description_block=block, options=options)
 

@@ -2,9 +2,9 @@
 
 A provider adapter is pure translation: it turns a :class:`Call` (model, ordered text
 and prepared-image parts, sampling parameters) into one HTTP request, and one HTTP
-answer into a :class:`Reply` or a :class:`ProviderError`. It sends nothing itself; the engine
-owns the connection pool, the retries and the rate limits, so an adapter can be tested
-with no network at all.
+answer into a :class:`Reply` or a :class:`ProviderError`. It sends nothing itself; the
+engine owns the connection pool, the retries and the rate limits, so an adapter can be
+tested with no network at all.
 
 Adapters know nothing of the engine or the cache, which is why the types they speak
 live here rather than in ``engine``.

@@ -64,7 +64,9 @@ def test_a_setting_of_the_wrong_kind_is_named(tmp_path: Path) -> None:
     from autosep.config import ConfigError as RunConfigError
     from autosep.config import resolve_config
 
-    with pytest.raises(RunConfigError, match="rounds must be a whole number, not 'one'"):
+    with pytest.raises(
+        RunConfigError, match="rounds must be a whole number, not 'one'"
+    ):
         resolve_config({"rounds": "one"})
     path = tmp_path / "s.toml"
     path.write_text('[limits."openai/gpt-4o"]\nrpm = "fast"\n')
