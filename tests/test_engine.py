@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -264,3 +265,22 @@ async def test_an_unexpected_error_fails_only_its_item(
     assert isinstance(results[0], Response) and isinstance(results[2], Response)
     assert isinstance(results[1], Failure) and results[1].kind == "internal"
     assert "has no len()" in results[1].message
+
+
+async def test_a_batch_of_every_odd_shared_file_completes(
+    emulator: EmulatorServer,
+) -> None:
+    from tests.conftest import shared_images
+
+    files = sorted(p for p in shared_images("odd").iterdir() if p.suffix != ".md")
+    requests = [
+        Request("emulator", MODEL, ("Describe.", ImageRef(str(p)))) for p in files
+    ]
+    provider = make_provider("emulator", base_url=emulator.base_url)
+    async with Engine({"emulator": provider}) as engine:
+        results = await asyncio.wait_for(engine.map(requests, "odd"), timeout=120)
+    for path, result in zip(files, results, strict=True):
+        if isinstance(result, Failure):
+            assert result.kind == "image" and path.name in result.message, result
+    answered = sum(isinstance(r, Response) for r in results)
+    assert answered >= len(files) // 2
