@@ -14,10 +14,10 @@ from PIL import Image
 
 from cache.images import PrepSettings, prepare_bytes
 from cache.store import ResponseCache
-from engine import Engine, EngineConfig, Failure, ImageRef, Request, Response
+from engine import Engine, EngineConfig, Failure, ImageRef, Request, Response, pricing
 from engine.metrics import CallFinished, PhaseFinished, PhaseStarted
 from providers import make_provider
-from providers.base import ConfigError
+from providers.base import ConfigError, ErrorKind, ProviderError
 from providers.emulator import simulated
 from providers.emulator.server import EmulatorConfig, EmulatorServer
 
@@ -284,3 +284,52 @@ async def test_a_batch_of_every_odd_shared_file_completes(
             assert result.kind == "image" and path.name in result.message, result
     answered = sum(isinstance(r, Response) for r in results)
     assert answered >= len(files) // 2
+
+
+class _BilledThenBroken:
+    """Wraps a provider: the first answer is billed but unreadable, then all is well."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        self.failed_once = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def parse(self, status: int, headers: object, body: bytes) -> object:
+        reply = self._inner.parse(status, headers, body)  # type: ignore[attr-defined]
+        if not self.failed_once:
+            self.failed_once = True
+            raise ProviderError(
+                ErrorKind.MALFORMED, "cut short", status, usage=reply.usage
+            )
+        return reply
+
+
+async def test_every_billed_attempt_is_paid_and_cache_hits_are_saved(
+    emulator: EmulatorServer, response_cache: ResponseCache
+) -> None:
+    provider = _BilledThenBroken(make_provider("emulator", base_url=emulator.base_url))
+    request = Request("emulator", "gpt-4o", ("Describe a finch.",))
+    config = EngineConfig(backoff_base_s=0.01)
+    async with Engine(
+        {"emulator": provider},  # type: ignore[dict-item]
+        cache=response_cache,
+        config=config,
+    ) as engine:
+        [first] = await engine.map([request], "paid")
+        [again] = await engine.map([request], "rerun")
+        stats = engine.stats()
+    assert isinstance(first, Response) and first.attempts == 2
+    one_answer = pricing.cost_usd("gpt-4o", first.usage)
+    assert one_answer is not None and one_answer > 0
+    assert stats["paid"].cost_usd() == pytest.approx(2 * one_answer)
+    assert isinstance(again, Response) and again.cached
+    assert stats["rerun"].cost_usd() == 0
+    assert stats["rerun"].saved_usd() == pytest.approx(one_answer)
+    assert (
+        stats["paid"].cost_usd(
+            pricing.PriceTable({"gpt-4o": {"input": 0, "output": 0}})
+        )
+        == 0
+    )
