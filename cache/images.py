@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
@@ -74,9 +73,9 @@ def _to_rgb(image: PILImage.Image) -> PILImage.Image:
     """Convert any mode to 8-bit RGB, flattening transparency onto white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # Pillow's own conversion clips 16-bit and float data instead of scaling it.
-        array = np.asarray(image, dtype=np.float64)
-        top = float(array.max()) or 1.0
-        image = PILImage.fromarray((array * (255.0 / top)).astype(np.uint8), "L")
+        floats = image.convert("F")
+        top = float(floats.getextrema()[1]) or 1.0
+        image = floats.point(lambda value: value * (255.0 / top)).convert("L")
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 _TIMEOUT_S = 10.0
 
 
+# Prepared images kept on disk at most (they can always be prepared again).
+_IMAGE_BYTES = 4 * 2**30
+
+
 class CacheError(Exception):
     """The cache directory cannot be opened or used."""
 
@@ -56,11 +60,20 @@ class ResponseCache:
         self.directory = Path(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            # Answers are never evicted: a rerun is free only while they are all
+            # there (diskcache would otherwise cull beyond 1 GB), and skipping the
+            # eviction bookkeeping makes every write cheaper. Prepared images can be
+            # made again, so they are evicted, oldest first, beyond a few gigabytes.
             self._responses = diskcache.Cache(
-                str(self.directory / "responses"), timeout=_TIMEOUT_S
+                str(self.directory / "responses"),
+                timeout=_TIMEOUT_S,
+                eviction_policy="none",
+                size_limit=2**62,
             )
             self._images = diskcache.Cache(
-                str(self.directory / "images"), timeout=_TIMEOUT_S
+                str(self.directory / "images"),
+                timeout=_TIMEOUT_S,
+                size_limit=_IMAGE_BYTES,
             )
             # Lookup counts live apart from the answers: diskcache's own statistics
             # would turn every read into a write, which serialises readers across

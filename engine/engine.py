@@ -194,8 +194,6 @@ class Engine:
         misses = await self._answer_from_cache(requests, keys, results, stats)
         if misses:
             await self._run_misses(session, requests, misses, results, stats)
-        if self._writer is not None:
-            await self._writer.flush()
 
         self._emit(PhaseFinished(phase, stats))
         return cast(list[Result], results)
@@ -332,9 +330,7 @@ class Engine:
             # and it keeps the number of live coroutines at the worker count.
             for key, indices in work:
                 request = requests[indices[0]]
-                result = await self._call_with_slot(session, request, stats)
-                if isinstance(result, Response) and self._writer is not None:
-                    self._writer.put(key, _cache_value(result, request))
+                result = await self._call_with_slot(session, request, key, stats)
                 self._finish(stats, indices[0], key, results, result)
                 shared = _as_shared(result)
                 for index in indices[1:]:
@@ -388,12 +384,18 @@ class Engine:
         self._emit(event)
 
     async def _call_with_slot(
-        self, session: aiohttp.ClientSession, request: Request, stats: PhaseStats
+        self,
+        session: aiohttp.ClientSession,
+        request: Request,
+        key: str,
+        stats: PhaseStats,
     ) -> Result:
-        """Run one call in a concurrency slot; no exception escapes it.
+        """Run one call in a concurrency slot and cache its answer; nothing escapes.
 
         This is the one place that catches every exception: a bug or an odd
-        request fails its own item, with the reason, and the batch goes on.
+        request fails its own item, with the reason, and the batch goes on. The
+        slot is held until the answer is committed to the cache, so the calls a
+        kill can lose are never more than the concurrency.
         """
         assert self._slots is not None
         async with self._slots:
@@ -407,6 +409,8 @@ class Engine:
             self._in_flight += 1
             try:
                 result = await self._call(session, request, stats)
+                if isinstance(result, Response) and self._writer is not None:
+                    await self._writer.put(key, _cache_value(result, request))
             except Exception as error:
                 logger.exception("a call failed unexpectedly")
                 return Failure("internal", f"{type(error).__name__}: {error}")
@@ -560,28 +564,33 @@ class Engine:
 
 
 class _CacheWriter:
-    """Write answers to the cache in batches from a worker thread.
+    """Write answers to the cache in group commits, from a worker thread.
 
-    One SQLite transaction per batch instead of one per answer keeps the writes off
-    the critical path at thousands of answers per second.
+    A caller waits until its answer is committed, so an answer counts as done only
+    once it is on disk: a process killed at any moment loses at most the calls that
+    held a concurrency slot. Answers that arrive while a commit is running, or within
+    ``linger_s`` of the first, share the next transaction; one SQLite transaction for
+    many answers costs a fraction of one for each.
     """
 
-    def __init__(self, cache: ResponseCache) -> None:
+    def __init__(self, cache: ResponseCache, *, linger_s: float = 0.005) -> None:
         self._cache = cache
+        self._linger_s = linger_s
         self._batch: list[tuple[str, dict[str, Any]]] = []
+        self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._closed = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
+    async def put(self, key: str, value: dict[str, Any]) -> None:
+        """Queue an answer and wait until it is committed (or the write failed)."""
+        done = asyncio.get_running_loop().create_future()
         self._batch.append((key, value))
-        self._idle.clear()
+        self._waiters.append(done)
         self._wake.set()
-
-    async def flush(self) -> None:
-        await self._idle.wait()
+        # Shielded: a caller cancelled while waiting must not cancel the commit
+        # that other callers share.
+        await asyncio.shield(done)
 
     async def close(self) -> None:
         self._closed = True
@@ -589,16 +598,19 @@ class _CacheWriter:
         await self._task
 
     async def _run(self) -> None:
-        while True:
+        while not (self._closed and not self._batch):
             await self._wake.wait()
             self._wake.clear()
+            if not self._closed:
+                await asyncio.sleep(self._linger_s)
             batch, self._batch = self._batch, []
+            waiters, self._waiters = self._waiters, []
             if batch:
+                # A failed write loses cache entries, never answers; set_many logs it.
                 await asyncio.to_thread(self._cache.set_many, batch)
-            if not self._batch:
-                self._idle.set()
-                if self._closed:
-                    return
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 def _cache_value(response: Response, request: Request) -> dict[str, Any]:

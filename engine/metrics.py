@@ -6,8 +6,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from engine.pricing import PriceTable
 from providers.base import Usage
 
@@ -45,9 +43,7 @@ class PhaseStats:
 
     def percentile(self, q: float) -> float | None:
         """Return the q-th percentile of call latency in seconds, or None."""
-        if not self.latencies_s:
-            return None
-        return float(np.percentile(self.latencies_s, q))
+        return percentile(self.latencies_s, q)
 
     @property
     def usage(self) -> Usage:
@@ -109,6 +105,21 @@ def _dollars(
             return None
         total += dollars
     return round(total, 9)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Return the q-th percentile by linear interpolation, or None for no values.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 50), percentile([5.0], 99), percentile([], 50)
+    (2.5, 5.0, None)
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclass(frozen=True, slots=True)
