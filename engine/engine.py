@@ -358,30 +358,10 @@ class Engine:
             stats.failures += 1
             stats.failure_kinds[result.kind] += 1
             logger.error("a %s call failed: %s", stats.phase, result)
-            event = CallFinished(
-                stats.phase,
-                key,
-                cached=False,
-                failed=True,
-                latency_s=0.0,
-                usage=Usage(),
-                attempts=result.attempts,
-                in_flight=self._in_flight,
-                error=str(result),
-            )
         else:
             stats.cache_hits += result.cached
-            event = CallFinished(
-                stats.phase,
-                key,
-                cached=result.cached,
-                failed=False,
-                latency_s=result.latency_s,
-                usage=result.usage,
-                attempts=result.attempts,
-                in_flight=self._in_flight,
-            )
-        self._emit(event)
+        if self._on_event is not None:
+            self._on_event(_call_event(stats.phase, key, result, self._in_flight))
 
     async def _call_with_slot(
         self,
@@ -611,6 +591,18 @@ class _CacheWriter:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+
+
+def _call_event(phase: str, key: str | None, result: Result, in_flight: int) -> Event:
+    if isinstance(result, Failure):
+        return CallFinished(
+            phase, key, cached=False, failed=True, latency_s=0.0, usage=Usage(),
+            attempts=result.attempts, in_flight=in_flight, error=str(result),
+        )  # fmt: skip
+    return CallFinished(
+        phase, key, cached=result.cached, failed=False, latency_s=result.latency_s,
+        usage=result.usage, attempts=result.attempts, in_flight=in_flight,
+    )  # fmt: skip
 
 
 def _cache_value(response: Response, request: Request) -> dict[str, Any]:

@@ -482,6 +482,12 @@ class Limiter:
 
     async def _wait_for(self, costs: tuple[int, int, int, int]) -> Lease:
         loop = self._bind_loop()
+        if not self._waiters:
+            # Nobody is queued, so admitting at once cannot overtake anyone; this
+            # spares the common uncontended case a future and a queue round trip.
+            now = self._clock()
+            if self._has_room(costs, now):
+                return self._admit(costs, now)
         waiter = _Waiter(costs, loop.create_future())
         self._waiters.append(waiter)
         self._service()
@@ -541,10 +547,7 @@ class Limiter:
                 waiters.popleft()
                 waiter.future.set_exception(CallTooLargeError(problem))
                 continue
-            if (
-                self._max_in_flight is not None
-                and self._in_flight >= self._max_in_flight
-            ):
+            if self._in_flight_full():
                 return  # a release will call us again
             delay = self._delay(waiter.costs, now)
             if delay > 0:
@@ -553,6 +556,14 @@ class Limiter:
                 return
             waiters.popleft()
             waiter.future.set_result(self._admit(waiter.costs, now))
+
+    def _in_flight_full(self) -> bool:
+        return (
+            self._max_in_flight is not None and self._in_flight >= self._max_in_flight
+        )
+
+    def _has_room(self, costs: tuple[int, int, int, int], now: float) -> bool:
+        return not self._in_flight_full() and self._delay(costs, now) <= 0
 
     def _delay(self, costs: tuple[int, int, int, int], now: float) -> float:
         delay = self._paused_until - now
