@@ -24,6 +24,7 @@ import aiohttp
 from cache.images import ImageError, ImagePreparer, PrepSettings
 from cache.keys import key_for
 from cache.store import ResponseCache
+from engine._budget import ByteBudget
 from engine.limits import CallTooLargeError, Limiter, LimiterSet
 from engine.metrics import CallFinished, Event, PhaseFinished, PhaseStarted, PhaseStats
 from engine.request import Failure, ImageRef, Request, Response, Result
@@ -68,6 +69,9 @@ class EngineConfig:
         backoff_max_s: The largest back-off.
         max_retry_after_s: The longest wait a provider may ask for; a call asked to
             wait longer fails at once instead (a daily quota, not a busy minute).
+        max_body_bytes: Request bodies in flight at most, in bytes: the ceiling on
+            memory when many calls carry large images (each body is held about
+            twice while it is sent). Calls wait for room, in order.
         images: How images are prepared.
     """
 
@@ -78,6 +82,7 @@ class EngineConfig:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 120.0
+    max_body_bytes: int = 512 * 2**20
     images: PrepSettings = field(default_factory=PrepSettings)
 
     def __post_init__(self) -> None:
@@ -128,6 +133,7 @@ class Engine:
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
         self._writer: _CacheWriter | None = None
+        self._bodies = ByteBudget(self.config.max_body_bytes)
         self._in_flight = 0
         self._lookups = [0, 0]
         self._blocked: dict[tuple[str, str], Failure] = {}
@@ -412,7 +418,6 @@ class Engine:
             call = await self._prepare(request)
         except ImageError as error:
             return Failure("image", str(error))
-        http = provider.build(call)
         limiter = self.limiters.get(request.provider, request.model)
         estimate = provider.estimate_input_tokens(call)
         started = time.perf_counter()
@@ -421,9 +426,7 @@ class Engine:
             if attempt > 1:
                 stats.retries += 1
             try:
-                reply = await self._attempt(
-                    session, provider, limiter, http, estimate, call
-                )
+                reply = await self._attempt(session, provider, limiter, estimate, call)
             except ProviderError as error:
                 if error.usage is not None:
                     stats.billed[request.model] += error.usage
@@ -451,7 +454,6 @@ class Engine:
         session: aiohttp.ClientSession,
         provider: Provider,
         limiter: Limiter,
-        http: HttpRequest,
         estimate: int,
         call: Call,
     ) -> Reply:
@@ -460,6 +462,8 @@ class Engine:
         The lease is settled with the usage the answer reports, so an estimate that
         was too high is given back. A 429 or an overload pauses the whole limiter,
         not just this call: every call waiting behind it would meet the same answer.
+        The body is built only once the limits admit the call, and dropped after
+        the attempt, so calls waiting or backing off hold no body in memory.
         """
         try:
             acquisition = limiter.acquire(
@@ -468,8 +472,10 @@ class Engine:
         except CallTooLargeError as error:
             raise ProviderError(ErrorKind.TOO_LARGE, str(error)) from error
         async with acquisition as lease:
+            http = provider.build(call)
             try:
-                reply = await self._send(session, provider, http)
+                async with self._bodies.hold(len(http.body)):
+                    reply = await self._send(session, provider, http)
             except ProviderError as error:
                 limiter.observe(error.rate_limit)
                 if error.usage is not None:
