@@ -419,14 +419,13 @@ class Engine:
         except ImageError as error:
             return Failure("image", str(error))
         limiter = self.limiters.get(request.provider, request.model)
-        estimate = provider.estimate_input_tokens(call)
         started = time.perf_counter()
         for attempt in range(1, self.config.max_attempts + 1):
             stats.sent += 1
             if attempt > 1:
                 stats.retries += 1
             try:
-                reply = await self._attempt(session, provider, limiter, estimate, call)
+                reply = await self._attempt(session, provider, limiter, call)
             except ProviderError as error:
                 if error.usage is not None:
                     stats.billed[request.model] += error.usage
@@ -454,7 +453,6 @@ class Engine:
         session: aiohttp.ClientSession,
         provider: Provider,
         limiter: Limiter,
-        estimate: int,
         call: Call,
     ) -> Reply:
         """Wait for the rate limits, send once, and tell the limiter what happened.
@@ -465,6 +463,9 @@ class Engine:
         The body is built only once the limits admit the call, and dropped after
         the attempt, so calls waiting or backing off hold no body in memory.
         """
+        # Estimated per attempt: a limit a provider's headers reported since the
+        # last attempt may have made tokens count.
+        estimate = provider.estimate_input_tokens(call) if limiter.counts_tokens else 0
         try:
             acquisition = limiter.acquire(
                 input_tokens=estimate, output_tokens=call.max_tokens

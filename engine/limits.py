@@ -194,18 +194,23 @@ class _Budget:
 
     def charge(self, cost: int, now: float, factor: float) -> _Entry:
         """Record an admission of ``cost`` at ``now``; ``factor`` scales the rate."""
-        # Pruning here too keeps the log of an unlimited budget (which is never
-        # asked to wait) from growing without end.
+        if self.limit is None:
+            # An unlimited budget keeps no log: thousands of entries a minute would
+            # cost memory and garbage-collector time for nothing. Should a
+            # provider's headers give it a limit later, their remaining count
+            # stands in for the history it did not keep (see lower_remaining).
+            return _UNLOGGED
         self._prune(now)
         entry = _Entry(now, cost)
         self._log.append(entry)
         self._used += cost
-        if self.limit is not None:
-            self._tat = max(self._tat, now) + cost / self._rate(factor)
+        self._tat = max(self._tat, now) + cost / self._rate(factor)
         return entry
 
     def adjust(self, entry: _Entry, amount: int, factor: float) -> None:
         """Replace an admission's estimated cost with its real one."""
+        if entry is _UNLOGGED:
+            return
         delta = amount - entry.amount
         entry.amount = amount
         if entry.live:
@@ -264,6 +269,11 @@ class _Budget:
             entry = log.popleft()
             entry.live = False
             self._used -= entry.amount
+
+
+# What an unlimited budget hands out instead of a log entry; never in any log.
+_UNLOGGED = _Entry(-math.inf, 0)
+_UNLOGGED.live = False
 
 
 def _entry_time(entry: _Entry) -> float:
@@ -375,6 +385,11 @@ class Limiter:
         return replace(
             self._config, rpm=rpm, tpm=tpm, input_tpm=input_tpm, output_tpm=output_tpm
         )
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether any token budget is limited (else estimates are not needed)."""
+        return any(budget.limit is not None for budget in self._budgets[1:])
 
     @property
     def in_flight(self) -> int:
