@@ -171,6 +171,7 @@ class ImagePreparer:
         self._lru_bytes = 0
         self._digests: dict[str, tuple[int, int, str]] = {}
         self._pending: dict[str, asyncio.Future[Image]] = {}
+        self._unsaved: list[tuple[str, bytes]] = []
         self.prepared_count = 0
 
     def digest_now(self, path: str) -> str:
@@ -240,8 +241,18 @@ class ImagePreparer:
         image = prepare_bytes(_read_file(path), self.settings, name=path)
         self.prepared_count += 1
         if self._store is not None:
-            self._store.set_image(key, _encode_stored(image))
+            # Saved in one transaction later (save_prepared): a transaction per
+            # image costs more than preparing a small one.
+            self._unsaved.append((key, _encode_stored(image)))
         return image
+
+    def save_prepared(self) -> None:
+        """Store the images prepared since the last call (blocking; run it in a
+        worker thread)."""
+        if self._store is None or not self._unsaved:
+            return
+        items, self._unsaved = self._unsaved, []
+        self._store.set_images(items)
 
     def _remember(self, key: str, image: Image) -> None:
         self._lru[key] = image

@@ -128,12 +128,17 @@ class ResponseCache:
         value = self._images.get(key)
         return value if isinstance(value, bytes) else None
 
-    def set_image(self, key: str, data: bytes) -> None:
-        """Store a prepared image; a write that times out is skipped."""
+    def set_images(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store prepared images in one transaction; a write that times out is
+        skipped (the images will be prepared again)."""
         try:
-            self._images.set(key, data)
+            with self._images.transact():
+                for key, data in items:
+                    self._images.set(key, data)
         except diskcache.Timeout:
-            logger.warning("image cache write timed out; the image will be re-prepared")
+            logger.warning(
+                "image cache write timed out; the images will be re-prepared"
+            )
 
     def record_lookups(self, hits: int, misses: int) -> None:
         """Add a run's lookup counts to the totals that ``stats`` reports."""

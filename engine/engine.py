@@ -200,6 +200,7 @@ class Engine:
         misses = await self._answer_from_cache(requests, keys, results, stats)
         if misses:
             await self._run_misses(session, requests, misses, results, stats)
+            await asyncio.to_thread(self._images.save_prepared)
 
         self._emit(PhaseFinished(phase, stats))
         return cast(list[Result], results)
