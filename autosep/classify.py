@@ -21,6 +21,7 @@ __all__ = [
     "UNPARSED",
     "Metrics",
     "classify_with_prompt",
+    "classify_with_prompts",
     "metrics",
     "parse_answers",
 ]
@@ -114,18 +115,40 @@ async def classify_with_prompt(
     prompt: str, scorer: Scorer, calls: CallMaker, task: Task
 ) -> Metrics:
     """Describe every test image with a prompt, classify it, and score the answers."""
+    [result] = await classify_with_prompts([prompt], scorer, calls, task)
+    return result
+
+
+async def classify_with_prompts(
+    prompts: Sequence[str], scorer: Scorer, calls: CallMaker, task: Task
+) -> list[Metrics]:
+    """Test several prompts in one describe batch and one classify batch.
+
+    One batch each keeps the concurrency busy, and the calls made (and their
+    number) do not depend on how concurrent batches happen to interleave.
+    """
     images = [path for path, _ in task.test]
-    await scorer.describe((prompt, image) for image in images)
-    descriptions = [scorer.description(prompt, image) for image in images]
+    await scorer.describe((prompt, image) for prompt in prompts for image in images)
+    descriptions = [
+        [scorer.description(prompt, image) for image in images] for prompt in prompts
+    ]
     requests = [
         calls.classify(image, text)
-        for image, text in zip(images, descriptions, strict=True)
+        for texts in descriptions
+        for image, text in zip(images, texts, strict=True)
         if text is not None
     ]
     answers = iter(await scorer.session.texts(requests, "classify"))
-    # A test image whose description failed has no classification either.
-    texts = [next(answers) if text is not None else None for text in descriptions]
-    return metrics(labels(task), parse_answers(texts, task.classes), len(task.classes))
+    results = []
+    for texts in descriptions:
+        # A test image whose description failed has no classification either.
+        replies = [next(answers) if text is not None else None for text in texts]
+        results.append(
+            metrics(
+                labels(task), parse_answers(replies, task.classes), len(task.classes)
+            )
+        )
+    return results
 
 
 def labels(task: Task) -> list[int]:

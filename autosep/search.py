@@ -7,14 +7,13 @@ cache, which is what makes a resumed run identical to an uninterrupted one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from autosep.baselines import run_baseline
 from autosep.calls import CallMaker
-from autosep.classify import classify_with_prompt
+from autosep.classify import classify_with_prompts
 from autosep.config import RunConfig
 from autosep.evaluators import Evaluation, evaluate, rank
 from autosep.expansion import Expansion, expand
@@ -135,14 +134,9 @@ class Search:
     async def _test(self, beam: list[str]) -> dict[str, dict[str, Any]]:
         if not self.config.test_eval:
             return {}
-        # The beam's prompts are tested side by side: each is a short batch, and
-        # one after another they would leave most of the concurrency idle.
-        results = await asyncio.gather(
-            *(
-                classify_with_prompt(prompt, self.scorer, self.calls, self.task)
-                for prompt in beam
-            )
-        )
+        # The beam's prompts are tested together: one short batch per prompt would
+        # leave most of the concurrency idle.
+        results = await classify_with_prompts(beam, self.scorer, self.calls, self.task)
         return {
             prompt: result.to_dict()
             for prompt, result in zip(beam, results, strict=True)
