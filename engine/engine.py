@@ -593,9 +593,14 @@ class _CacheWriter:
                 await asyncio.sleep(self._linger_s)
             batch, self._batch = self._batch, []
             waiters, self._waiters = self._waiters, []
-            if batch:
-                # A failed write loses cache entries, never answers; set_many logs it.
-                await asyncio.to_thread(self._cache.set_many, batch)
+            try:
+                if batch:
+                    await asyncio.to_thread(self._cache.set_many, batch)
+            except Exception:
+                # A failed write (a full disk, a broken database) loses cache
+                # entries, never answers, and must not leave callers waiting.
+                logger.warning("cannot write %d answers to the cache", len(batch),
+                               exc_info=True)  # fmt: skip
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)

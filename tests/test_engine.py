@@ -333,3 +333,19 @@ async def test_every_billed_attempt_is_paid_and_cache_hits_are_saved(
         )
         == 0
     )
+
+
+async def test_a_cache_that_cannot_be_written_loses_no_answer(
+    emulator: EmulatorServer,
+    response_cache: ResponseCache,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def disk_full(items: object) -> bool:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(response_cache, "set_many", disk_full)
+    provider = make_provider("emulator", base_url=emulator.base_url)
+    requests = [Request("emulator", MODEL, (f"q{i}",)) for i in range(20)]
+    async with Engine({"emulator": provider}, cache=response_cache) as engine:
+        results = await asyncio.wait_for(engine.map(requests, "x"), timeout=30)
+    assert all(isinstance(r, Response) for r in results)
