@@ -252,7 +252,11 @@ class ImagePreparer:
         if self._store is None or not self._unsaved:
             return
         items, self._unsaved = self._unsaved, []
-        self._store.set_images(items)
+        try:
+            self._store.set_images(items)
+        except Exception:
+            # Losing prepared images only means preparing them again next time.
+            logger.warning("cannot store %d prepared images", len(items), exc_info=True)
 
     def _remember(self, key: str, image: Image) -> None:
         self._lru[key] = image

@@ -145,7 +145,7 @@ class ResponseCache:
         try:
             self._meta.incr("hits", hits)
             self._meta.incr("misses", misses)
-        except diskcache.Timeout:
+        except (diskcache.Timeout, sqlite3.Error, OSError):
             logger.warning("cache statistics write timed out; counts not recorded")
 
     def stats(self) -> dict[str, Any]:

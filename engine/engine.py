@@ -162,6 +162,7 @@ class Engine:
             if self._writer is not None:
                 await self._writer.close()
             if self._cache is not None:
+                await asyncio.to_thread(self._images.save_prepared)
                 await asyncio.to_thread(self._cache.record_lookups, *self._lookups)
         finally:
             if self._session is not None:
