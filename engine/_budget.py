@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 __all__ = ["ByteBudget"]
 
@@ -35,27 +33,24 @@ class ByteBudget:
     def in_use(self) -> int:
         return self.limit - self._free
 
-    @asynccontextmanager
-    async def hold(self, size: int) -> AsyncIterator[None]:
-        """Hold ``size`` bytes of the budget for the duration of the block."""
-        taken = min(size, self.limit)
-        if self._waiters or self._free < taken:
-            future = asyncio.get_running_loop().create_future()
-            self._waiters.append((taken, future))
-            try:
-                await future
-            except asyncio.CancelledError:
-                if future.done() and not future.cancelled():
-                    self._give_back(taken)  # granted just as it was cancelled
-                else:
-                    future.cancel()
-                raise
-        else:
+    def hold(self, size: int) -> _Hold:
+        """Hold ``size`` bytes of the budget for the duration of an ``async with``."""
+        return _Hold(self, min(size, self.limit))
+
+    async def _take(self, taken: int) -> None:
+        if not self._waiters and self._free >= taken:
             self._free -= taken
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((taken, future))
         try:
-            yield
-        finally:
-            self._give_back(taken)
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._give_back(taken)  # granted just as it was cancelled
+            else:
+                future.cancel()
+            raise
 
     def _give_back(self, size: int) -> None:
         self._free += size
@@ -69,3 +64,23 @@ class ByteBudget:
             self._waiters.popleft()
             self._free -= taken
             future.set_result(None)
+
+
+class _Hold:
+    """The async context manager :meth:`ByteBudget.hold` returns.
+
+    A class rather than a generator-based context manager: the engine enters one
+    per attempt, and this costs one small object instead of two.
+    """
+
+    __slots__ = ("_budget", "_size")
+
+    def __init__(self, budget: ByteBudget, size: int) -> None:
+        self._budget = budget
+        self._size = size
+
+    async def __aenter__(self) -> None:
+        await self._budget._take(self._size)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._budget._give_back(self._size)

@@ -33,7 +33,6 @@ from providers.base import (
     ConfigError,
     ErrorKind,
     FinishReason,
-    HttpRequest,
     Image,
     Provider,
     ProviderError,
@@ -49,6 +48,10 @@ logger = logging.getLogger(__name__)
 _BLOCKING_KINDS = frozenset(
     {str(ErrorKind.AUTHENTICATION), str(ErrorKind.NOT_FOUND), str(ErrorKind.QUOTA)}
 )
+
+# The cache's write-ahead log is moved into its database file, in a worker thread,
+# after this many answers (a few megabytes of log).
+_CHECKPOINT_ANSWERS = 5000
 
 # Cache lookups and digests are done in worker threads in chunks this large: big
 # enough that thread hand-offs cost nothing per item, small enough that the loop
@@ -146,8 +149,11 @@ class Engine:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # One attempt's time limit, from taking a connection to the answer's
+            # last byte: aiohttp's own timer, cheaper than a timeout scope per call.
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=self.config.connect_timeout_s
+                total=self.config.timeout_s,
+                sock_connect=self.config.connect_timeout_s,
             ),
             # The adapters encode bodies themselves; no cookies cross calls.
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -171,7 +177,8 @@ class Engine:
 
     @property
     def images_prepared(self) -> int:
-        """How many images this engine has decoded and encoded (not loaded)."""
+        """How many images this engine has made ready from their files: converted,
+        or checked and sent as they are (images loaded from the cache not counted)."""
         return self._images.prepared_count
 
     def stats(self) -> dict[str, PhaseStats]:
@@ -464,6 +471,8 @@ class Engine:
         not just this call: every call waiting behind it would meet the same answer.
         The body is built only once the limits admit the call, and dropped after
         the attempt, so calls waiting or backing off hold no body in memory.
+        Transport failures, the session's time limit included, become
+        :class:`ProviderError`.
         """
         # Estimated per attempt: a limit a provider's headers reported since the
         # last attempt may have made tokens count.
@@ -478,7 +487,20 @@ class Engine:
             http = provider.build(call)
             try:
                 async with self._bodies.hold(len(http.body)):
-                    reply = await self._send(session, provider, http)
+                    async with session.post(
+                        http.url, data=http.body, headers=http.headers
+                    ) as answer:
+                        body = await answer.read()
+                        reply = provider.parse(answer.status, answer.headers, body)
+            except TimeoutError as error:
+                timeout = self.config.timeout_s
+                raise ProviderError(
+                    ErrorKind.TIMEOUT, f"no answer within {timeout:g}s"
+                ) from error
+            except aiohttp.ClientError as error:
+                raise ProviderError(
+                    ErrorKind.CONNECTION, f"{type(error).__name__}: {error}"
+                ) from error
             except ProviderError as error:
                 limiter.observe(error.rate_limit)
                 if error.usage is not None:
@@ -512,27 +534,6 @@ class Engine:
             seed=request.sample,
             system=request.system,
         )
-
-    async def _send(
-        self, session: aiohttp.ClientSession, provider: Provider, http: HttpRequest
-    ) -> Reply:
-        """Make one HTTP attempt; translate transport failures into ProviderError."""
-        timeout = self.config.timeout_s
-        try:
-            async with asyncio.timeout(timeout):
-                async with session.post(
-                    http.url, data=http.body, headers=http.headers
-                ) as answer:
-                    body = await answer.read()
-                    return provider.parse(answer.status, answer.headers, body)
-        except TimeoutError as error:
-            raise ProviderError(
-                ErrorKind.TIMEOUT, f"no answer within {timeout:g}s"
-            ) from error
-        except aiohttp.ClientError as error:
-            raise ProviderError(
-                ErrorKind.CONNECTION, f"{type(error).__name__}: {error}"
-            ) from error
 
     def _retry_delay(self, error: ProviderError, attempt: int) -> float | None:
         """Return how long to wait before the next attempt, or None to give up.
@@ -569,17 +570,22 @@ class _CacheWriter:
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._closed = False
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._unsynced = 0
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run())
 
-    async def put(self, key: str, value: dict[str, Any]) -> None:
-        """Queue an answer and wait until it is committed (or the write failed)."""
-        done = asyncio.get_running_loop().create_future()
+    def put(self, key: str, value: dict[str, Any]) -> asyncio.Future[None]:
+        """Queue an answer; the future is done once it is committed (or the write
+        failed).
+
+        Cancelling the future (its caller was cancelled) cancels nothing else: the
+        answer is already in the batch that other callers share.
+        """
+        done = self._loop.create_future()
         self._batch.append((key, value))
         self._waiters.append(done)
         self._wake.set()
-        # Shielded: a caller cancelled while waiting must not cancel the commit
-        # that other callers share.
-        await asyncio.shield(done)
+        return done
 
     async def close(self) -> None:
         self._closed = True
@@ -595,7 +601,9 @@ class _CacheWriter:
             batch, self._batch = self._batch, []
             waiters, self._waiters = self._waiters, []
             try:
-                if batch:
+                # On the loop when no one else is writing: far cheaper than a
+                # thread hand-off, which costs more than the write itself.
+                if batch and not self._cache.set_many_nowait(batch):
                     await asyncio.to_thread(self._cache.set_many, batch)
             except Exception:
                 # A failed write (a full disk, a broken database) loses cache
@@ -605,6 +613,10 @@ class _CacheWriter:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+            self._unsynced += len(batch)
+            if self._unsynced >= _CHECKPOINT_ANSWERS or self._closed:
+                self._unsynced = 0
+                await asyncio.to_thread(self._cache.checkpoint)
 
 
 def _call_event(phase: str, key: str | None, result: Result, in_flight: int) -> Event:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import io
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,7 +115,7 @@ async def test_transient_faults_are_retried_and_never_cached(
     assert set(faults) == {"500", "503", "timeout", "drop", "malformed"}
     assert stats.retries == sum(faults.values())
     # Every stored value is a right answer: no fault's body ever reached the cache.
-    stored = [response_cache.get(key) for key in response_cache._responses.iterkeys()]
+    stored = [value for _, value in response_cache.answers()]
     assert len(stored) == len(requests)
     assert sorted(v["texts"][0] for v in stored if v) == sorted(expected)
 
@@ -335,17 +336,25 @@ async def test_every_billed_attempt_is_paid_and_cache_hits_are_saved(
     )
 
 
+@pytest.mark.parametrize("where", ["on the loop", "in a worker thread"])
 async def test_a_cache_that_cannot_be_written_loses_no_answer(
+    where: str,
     emulator: EmulatorServer,
     response_cache: ResponseCache,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def disk_full(items: object) -> bool:
-        raise OSError(28, "No space left on device")
+        raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(response_cache, "set_many", disk_full)
+    if where == "on the loop":
+        monkeypatch.setattr(response_cache, "set_many_nowait", disk_full)
+    else:
+        # The database is busy, so the write goes to a thread, and fails there.
+        monkeypatch.setattr(response_cache, "set_many_nowait", lambda items: False)
+        monkeypatch.setattr(response_cache, "set_many", disk_full)
     provider = make_provider("emulator", base_url=emulator.base_url)
     requests = [Request("emulator", MODEL, (f"q{i}",)) for i in range(20)]
     async with Engine({"emulator": provider}, cache=response_cache) as engine:
         results = await asyncio.wait_for(engine.map(requests, "x"), timeout=30)
     assert all(isinstance(r, Response) for r in results)
+    assert response_cache.answers() == []
