@@ -38,6 +38,29 @@ logger = logging.getLogger(__name__)
 MAX_PIXELS = 64_000_000
 
 
+# What Pillow reports of a JPEG that holds pixels and nothing about the photograph:
+# a file with anything else (EXIF with its orientation, XMP, comments, maker data)
+# is re-encoded, which sets it upright and drops the rest.
+_PLAIN_JPEG_INFO = frozenset(
+    {
+        "jfif",
+        "jfif_version",
+        "jfif_unit",
+        "jfif_density",
+        "dpi",
+        "progressive",
+        "progression",
+        "icc_profile",
+    }
+)
+
+
+# Worker-thread jobs preparing images at once (Pillow decodes and encodes without
+# the GIL, so two use two cores), and images per job.
+_JOBS = 2
+_PER_JOB = 8
+
+
 class ImageError(Exception):
     """An image file that cannot be prepared; the message names the file and why."""
 
@@ -66,7 +89,7 @@ class PrepSettings:
     @property
     def tag(self) -> str:
         """A short text naming the settings, part of every image's cache identity."""
-        return f"jpeg:q{self.quality}:max{self.max_side}"
+        return f"jpeg:q{self.quality}:max{self.max_side}:plain-jpeg-as-is"
 
 
 def _to_rgb(image: PILImage.Image) -> PILImage.Image:
@@ -85,8 +108,40 @@ def _to_rgb(image: PILImage.Image) -> PILImage.Image:
     return image.convert("RGB")
 
 
+def _sendable_as_is(image: PILImage.Image, settings: PrepSettings) -> bool:
+    """Whether a file is already what preparation would make: an RGB JPEG small
+    enough, carrying no metadata beyond how to decode and show it."""
+    return (
+        image.format == "JPEG"
+        and image.mode == "RGB"
+        and max(image.size) <= settings.max_side
+        and image.info.keys() <= _PLAIN_JPEG_INFO
+    )
+
+
+def _plain_jpeg(data: bytes, settings: PrepSettings) -> bool:
+    """Whether the bytes would be sent as they are (a look at the header only)."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as opened:
+            return _sendable_as_is(opened, settings)
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        PILImage.DecompressionBombError,
+    ):
+        return False  # prepare_bytes says what is wrong with it
+
+
 def prepare_bytes(data: bytes, settings: PrepSettings, *, name: str = "image") -> Image:
     """Prepare raw file bytes: orientation from EXIF, RGB, longest side limited, JPEG.
+
+    A file that is already an RGB JPEG within the size, with no EXIF, XMP or other
+    metadata, is checked by decoding it and then sent byte for byte: re-encoding it
+    would cost time and lose detail. Any other file is decoded, turned upright,
+    converted, shrunk and encoded at the settings' quality, which also drops its
+    metadata (camera, place).
 
     Args:
         data: The file's bytes.
@@ -111,6 +166,14 @@ def prepare_bytes(data: bytes, settings: PrepSettings, *, name: str = "image") -
                     raise ImageError(
                         f"{name}: too many pixels to decode safely ({width}x{height}, "
                         f"limit {MAX_PIXELS:,}); shrink the image before using it"
+                    )
+                if _sendable_as_is(opened, settings):
+                    # Decoded all the same: a truncated or corrupt file fails here,
+                    # with its name, not at the provider.
+                    opened.load()
+                    encoded = base64.b64encode(data).decode("ascii")
+                    return Image(
+                        digest_bytes(data), "image/jpeg", encoded, width, height
                     )
                 opened.draft("RGB", (settings.max_side, settings.max_side))
                 image = ImageOps.exif_transpose(opened)
@@ -171,6 +234,9 @@ class ImagePreparer:
         self._lru_bytes = 0
         self._digests: dict[str, tuple[int, int, str]] = {}
         self._pending: dict[str, asyncio.Future[Image]] = {}
+        self._queue: list[tuple[str, str, asyncio.Future[Image]]] = []
+        self._jobs = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._unsaved: list[tuple[str, bytes]] = []
         self.prepared_count = 0
 
@@ -203,6 +269,10 @@ class ImagePreparer:
     async def prepare(self, path: str, digest: str) -> Image:
         """Return the prepared image for a file, preparing it if no one has yet.
 
+        Images asked for at about the same time are prepared together, a few per
+        worker-thread job: a thread hand-off per image costs more than preparing a
+        small one.
+
         Raises:
             ImageError: The file cannot be read or decoded.
         """
@@ -211,40 +281,75 @@ class ImagePreparer:
         if cached is not None:
             self._lru.move_to_end(key)
             return cached
-        pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Image] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        try:
-            image = await asyncio.to_thread(self._load_or_prepare, path, key)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as error:
-            future.set_exception(error)
-            # Retrieve it so an unawaited future does not warn at shutdown.
-            future.exception()
-            raise
-        else:
-            future.set_result(image)
-            self._remember(key, image)
-            return image
-        finally:
-            del self._pending[key]
+        future = self._pending.get(key)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self._pending[key] = future
+            self._queue.append((path, key, future))
+            if self._jobs < _JOBS:
+                self._jobs += 1
+                job = loop.create_task(self._drain())
+                self._tasks.add(job)  # the loop keeps only a weak reference
+                job.add_done_callback(self._tasks.discard)
+        # Shielded: a caller cancelled while waiting leaves the preparation, which
+        # other callers may be waiting for, to finish.
+        return await asyncio.shield(future)
 
-    def _load_or_prepare(self, path: str, key: str) -> Image:
-        if self._store is not None:
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[:_PER_JOB]
+                del self._queue[:_PER_JOB]
+                try:
+                    outcomes = await asyncio.to_thread(self._prepare_all, batch)
+                except BaseException:
+                    for _, key, future in batch:
+                        del self._pending[key]
+                        future.cancel()
+                    raise
+                for (_, key, future), outcome in zip(batch, outcomes, strict=True):
+                    del self._pending[key]
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                        # Retrieved here: when every caller has been cancelled no
+                        # one else will, and asyncio would warn.
+                        future.exception()
+                        continue
+                    image, made = outcome
+                    self.prepared_count += made
+                    self._remember(key, image)
+                    future.set_result(image)
+        finally:
+            self._jobs -= 1
+
+    def _prepare_all(
+        self, batch: list[tuple[str, str, asyncio.Future[Image]]]
+    ) -> list[tuple[Image, bool] | Exception]:
+        outcomes: list[tuple[Image, bool] | Exception] = []
+        for path, key, _ in batch:
+            try:
+                outcomes.append(self._load_or_prepare(path, key))
+            except Exception as error:  # each item fails alone, with its reason
+                outcomes.append(error)
+        return outcomes
+
+    def _load_or_prepare(self, path: str, key: str) -> tuple[Image, bool]:
+        """Return the image and whether it was made from its file (not loaded)."""
+        data = _read_file(path)
+        # A file sent as it is is checked again rather than looked up: that is
+        # cheaper, and keeps copies of such files out of the store.
+        if self._store is not None and not _plain_jpeg(data, self.settings):
             raw = self._store.get_image(key)
             if raw is not None:
-                return _decode_stored(raw)
-        image = prepare_bytes(_read_file(path), self.settings, name=path)
-        self.prepared_count += 1
-        if self._store is not None:
+                return _decode_stored(raw), False
+            image = prepare_bytes(data, self.settings, name=path)
             # Saved in one transaction later (save_prepared): a transaction per
             # image costs more than preparing a small one.
             self._unsaved.append((key, _encode_stored(image)))
-        return image
+        else:
+            image = prepare_bytes(data, self.settings, name=path)
+        return image, True
 
     def save_prepared(self) -> None:
         """Store the images prepared since the last call (blocking; run it in a

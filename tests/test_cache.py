@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,6 +143,20 @@ def test_store_round_trip_and_stats(tmp_path: Path) -> None:
     cache.close()
 
 
+def test_a_write_that_would_wait_is_left_to_a_thread(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c")
+    other = sqlite3.connect(tmp_path / "c" / "answers.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    assert cache.set_many_nowait([("k", {"texts": ["a"], "model": "m"})]) is False
+    other.execute("COMMIT")
+    assert cache.get("k") is None
+    assert cache.set_many_nowait([("k", {"texts": ["a"], "model": "m"})]) is True
+    assert cache.get("k") == {"texts": ["a"], "model": "m"}
+    cache.checkpoint()
+    other.close()
+    cache.close()
+
+
 def test_cache_in_an_unusable_place_says_where(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -165,6 +180,55 @@ def test_preparation_orients_converts_and_shrinks(tmp_path: Path) -> None:
     assert (prepared.width, prepared.height) == (250, 500)
     decoded = _decoded(prepared.b64)
     assert decoded.mode == "RGB" and decoded.size == (250, 500)
+
+
+def test_a_plain_small_jpeg_is_sent_byte_for_byte_and_others_are_re_encoded() -> None:
+    plain = io.BytesIO()
+    Image.effect_noise((120, 80), 40).convert("RGB").save(plain, "JPEG", quality=97)
+    prepared = prepare_bytes(plain.getvalue(), PrepSettings())
+    assert base64.b64decode(prepared.b64) == plain.getvalue()
+    assert (prepared.width, prepared.height) == (120, 80)
+
+    exif = Image.Exif()
+    exif[0x010F] = "camera maker"
+    tagged = io.BytesIO()
+    Image.effect_noise((120, 80), 40).convert("RGB").save(tagged, "JPEG", exif=exif)
+    sent = base64.b64decode(prepare_bytes(tagged.getvalue(), PrepSettings()).b64)
+    assert sent != tagged.getvalue() and "exif" not in Image.open(io.BytesIO(sent)).info
+
+    larger = prepare_bytes(plain.getvalue(), PrepSettings(max_side=100))
+    assert (larger.width, larger.height) == (100, 67)
+
+
+def test_a_truncated_plain_jpeg_fails_before_it_is_sent() -> None:
+    buffer = io.BytesIO()
+    Image.effect_noise((300, 200), 40).convert("RGB").save(buffer, "JPEG")
+    with pytest.raises(ImageError, match="^cut.jpg: the image cannot be decoded"):
+        prepare_bytes(buffer.getvalue()[:2000], PrepSettings(), name="cut.jpg")
+
+
+async def test_converted_images_are_stored_and_plain_jpegs_are_not(
+    make_image: Callable[..., Path], tmp_path: Path
+) -> None:
+    plain = str(make_image())
+    png = tmp_path / "wide.png"
+    Image.new("RGB", (900, 600), (10, 20, 200)).save(png)
+    cache = ResponseCache(tmp_path / "c")
+    first = ImagePreparer(store=cache)
+    for path in (plain, str(png)):
+        await first.prepare(path, first.digest_now(path))
+    first.save_prepared()
+    assert first.prepared_count == 2 and cache.stats()["images"] == 1
+
+    # Another process on the same cache loads the converted image.
+    second = ImagePreparer(store=cache)
+    converted = await second.prepare(str(png), second.digest_now(str(png)))
+    assert second.prepared_count == 0
+    assert (converted.width, converted.height) == (768, 512)
+    as_is = await second.prepare(plain, second.digest_now(plain))
+    assert base64.b64decode(as_is.b64) == Path(plain).read_bytes()
+    assert second.prepared_count == 1
+    cache.close()
 
 
 def test_transparency_is_flattened_onto_white() -> None:
