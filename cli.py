@@ -32,8 +32,8 @@ from rich.text import Text
 from cache.store import CacheError, ResponseCache, default_cache_dir
 from engine import CallFinished, Engine, EngineConfig, Event, PhaseStarted, PhaseStats
 from engine.batchfile import BatchItem, read_batch, result_row
-from engine.memory import keep_large_buffers_off_the_heap
 from engine.pricing import PriceTable
+from engine.process import tune_for_many_calls
 from engine.settings import EngineSettings, read_settings
 from providers import DEFAULT_MODELS, PROVIDER_NAMES, make_provider
 from providers.base import ConfigError
@@ -160,7 +160,7 @@ def _open_cache(cache_dir: Path | None, no_cache: bool) -> ResponseCache | None:
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Run AutoSEP and other large batches of multimodal LLM calls."""
     ctx.ensure_object(dict)
-    keep_large_buffers_off_the_heap()
+    tune_for_many_calls()
     console = Console(stderr=True)
     _setup_logging(console, verbose)
     ctx.obj["verbose"] = verbose

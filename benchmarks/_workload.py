@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 __all__ = [
@@ -46,6 +45,11 @@ def make_small_images(folder: Path, count: int, side: int = 64) -> list[Path]:
     sends straight from the file are as large as what the engine sends after its
     preparation.
     """
+    # Imported here: the measured client processes import this module for its
+    # prompts, and importing numpy starts a BLAS thread that spins for about a
+    # second, counted as the client's CPU.
+    import numpy as np
+
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     ramp = np.linspace(0.0, 1.0, side)
@@ -69,6 +73,11 @@ def make_noise_images(
     Noise is the worst case for JPEG: after the engine shrinks it to 768 pixels it is
     still about 290 KB, where a photograph would be a third of that.
     """
+    # Imported here: the measured client processes import this module for its
+    # prompts, and importing numpy starts a BLAS thread that spins for about a
+    # second, counted as the client's CPU.
+    import numpy as np
+
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(2)
     paths = []

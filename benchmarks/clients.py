@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from benchmarks._workload import MAX_TOKENS, MODEL, long_prompt, prompt
-from engine.memory import keep_large_buffers_off_the_heap
+from engine.process import tune_for_many_calls
 
 __all__ = ["KINDS", "RunResult", "main"]
 
@@ -316,9 +316,10 @@ def run(
     # (LiteLLM's alone costs seconds of CPU).
     for module in _MODULES[kind]:
         importlib.import_module(module)
-    # Every client runs with the allocator setting the command line uses, so that
-    # long runs with large bodies compare like with like.
-    keep_large_buffers_off_the_heap()
+    # Every client runs with the process settings the command line uses (the
+    # allocator's mmap threshold, the collector's first threshold), so that all
+    # compare like with like.
+    tune_for_many_calls()
     cpu0, wall0 = _cpu_s(), time.perf_counter()
     extra: dict[str, Any] = {}
     if kind == "engine":

@@ -62,6 +62,25 @@ def test_the_budget_must_be_positive() -> None:
 def test_the_allocator_setting_applies_on_linux() -> None:
     import sys
 
-    from engine.memory import keep_large_buffers_off_the_heap
+    from engine.process import keep_large_buffers_off_the_heap
 
     assert keep_large_buffers_off_the_heap() is sys.platform.startswith("linux")
+
+
+def test_the_collector_threshold_is_raised_and_never_lowered() -> None:
+    import gc
+
+    from engine.process import collect_garbage_less_often
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        collect_garbage_less_often(20_000)
+        assert gc.get_threshold() == (20_000, 10, 10)
+        collect_garbage_less_often(5_000)
+        assert gc.get_threshold() == (20_000, 10, 10)
+        gc.set_threshold(0)  # collection switched off stays off
+        collect_garbage_less_often(20_000)
+        assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*saved)
