@@ -317,6 +317,7 @@ def render(
     header: list[str],
     throughput: dict[str, Any],
     latency_s: float,
+    calls_rule: str,
     ratelimit: list[str],
     cache: dict[str, Any],
     memory: dict[str, Any],
@@ -330,15 +331,20 @@ def render(
         "## 1. Throughput against the ideal, and the bare floor",
         "",
         f"The emulator answers every call after a fixed {latency_s:g} s, with no rate "
-        "limits, so the ideal is (calls in flight) / (latency). Every call is distinct "
-        "(one 64x64 JPEG and a distinct prompt), and the engine gets a fresh cache "
-        "per run, so every call reaches the emulator. The bare client is aiohttp, "
+        "limits, so the ideal is (calls in flight) / (latency). A run makes "
+        f"{calls_rule} and a distinct prompt, so neither the cache nor the folding "
+        "of identical requests helps; the engine gets a fresh cache per run, so "
+        "every call reaches the emulator. The bare client is aiohttp, "
         "one session and a semaphore; it reads and base64-encodes the image file on "
         "every call and builds the body with orjson. Calls/s is calls answered over "
         "the run's wall time (first wave and tail included); CPU is the client "
         "process's user + system time over the run; peak MB is its `ru_maxrss`. "
         "The emulator CPU share is the emulator process's CPU over the run's wall "
-        "time (one core = 100%). Ratios are medians of the per-repeat ratios.",
+        "time (one core = 100%). Every client process runs with the settings of "
+        "`engine.process.tune_for_many_calls`, as the command line does (glibc's mmap "
+        "threshold fixed, the collector's first threshold raised), and its modules "
+        "are imported before it is timed. Ratios are medians of the per-repeat "
+        "ratios.",
         "",
         *_throughput_tables(throughput, latency_s),
         "",

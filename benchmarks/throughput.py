@@ -33,12 +33,24 @@ class ThroughputSettings:
 
     concurrencies: tuple[int, ...]
     waves: int
+    min_calls: int
     latency_ms: float
     repeats: int
     images: int
     peer_deadline_s: float
     pool_calls: int
     peers: tuple[str, ...]
+
+    def calls(self, concurrency: int) -> int:
+        """The calls of one run: ``waves`` full waves, and at least ``min_calls``."""
+        return max(self.waves * concurrency, self.min_calls)
+
+    def describe_calls(self) -> str:
+        """The workload of a run, in words, for the report."""
+        rule = f"{self.waves} x the calls in flight"
+        if self.min_calls:
+            rule = f"the larger of {rule} and {self.min_calls:,}"
+        return f"{rule} calls, each with one of {self.images} 64x64 JPEGs"
 
 
 def available_peers(wanted: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
@@ -74,7 +86,7 @@ def run_throughput(
                         emulator,
                         images,
                         concurrency=concurrency,
-                        calls=settings.waves * concurrency,
+                        calls=settings.calls(concurrency),
                         nonce=f"{kind}-{concurrency}-{repeat}",
                         deadline_s=None
                         if kind in ("engine", "bare")
