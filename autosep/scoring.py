@@ -119,7 +119,7 @@ class Scorer:
             for other in (image, *self.negatives(image))
         )
         plans = [self._plan(prompt, image) for prompt, image in wanted]
-        requests = [request for plan in plans for _, request, _ in plan]
+        requests = [entry[1] for plan in plans for entry in plan if entry is not None]
         answers = iter(await self.session.texts(requests, "compare"))
         for (prompt, image), plan in zip(wanted, plans, strict=True):
             self._scores[(prompt, image)] = _tally(plan, answers, self.n_compare)

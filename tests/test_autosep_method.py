@@ -131,6 +131,33 @@ async def test_failed_compare_is_excluded_not_counted_wrong(task: Task) -> None:
     assert scorer.session.failures["compare"] == total
 
 
+async def test_failed_description_skips_its_comparisons(task: Task) -> None:
+    broken = task.train[0]
+
+    def answer(request):
+        if kind_of(request) == "describe" and images_of(request)[0] == broken:
+            return Failure("server", "boom", 6, 500)
+        return scripted_answer(request)
+
+    engine = FakeEngine(answer)
+    scorer = scorer_for(engine, task)
+    prompt = initial_prompt("bird")
+    await scorer.score((prompt, image) for image in task.train)
+    # No comparison can be made for the image without a description: none is sent,
+    # and both of its comparisons count as failed, not wrong.
+    assert scorer.description(prompt, broken) is None
+    result = scorer.image_score(prompt, broken)
+    assert (result.valid, result.failed) == (0, 2)
+    compared = [r for phase, r in engine.sent if phase == "compare"]
+    assert all(images_of(r)[0] != broken for r in compared)
+    # Other images still compare, except against the broken one as a negative.
+    others = [scorer.image_score(prompt, i) for i in task.train[1:]]
+    assert sum(r.valid for r in others) > 0
+    assert scorer.prompt_score(prompt, task.train).images == len(
+        [r for r in others if r.valid]
+    )
+
+
 async def test_same_seed_same_requests(task: Task) -> None:
     async def requests_of(seed: int) -> list:
         engine = FakeEngine()

@@ -12,7 +12,13 @@ from autosep.config import ConfigError, load_config_file, resolve_config
 from autosep.rundir import ConfigMismatch, RunDir
 from autosep.runner import RunError, dry_run, run
 from cli import cli
-from tests.autosep_fakes import FakeEngine, make_tree, scripted_answer
+from engine.request import Failure
+from tests.autosep_fakes import (
+    FakeEngine,
+    images_of,
+    make_tree,
+    scripted_answer,
+)
 
 
 class Crash(Exception):
@@ -61,6 +67,33 @@ async def test_run_writes_every_file(dataset: Path, tmp_path: Path) -> None:
     assert events.count("checkpoint") == 3 and events[-1] == "finished"
     stored = json.loads(directory.config.read_text())
     assert stored["settings"]["dataset"] == str(dataset)
+
+
+async def test_run_with_failing_calls_finishes_and_reports_them(
+    dataset: Path, tmp_path: Path
+) -> None:
+    # Every call showing one of half of Alpha's images fails for good, as for
+    # images a provider keeps rejecting: describe calls fail, and so do the
+    # comparisons and classifications that would need them.
+    def rejected(path: str) -> bool:
+        name = Path(path).stem
+        return name.startswith("alpha_") and int(name[-2:]) % 2 == 0
+
+    def answer(request):
+        if any(rejected(path) for path in images_of(request)):
+            return Failure("bad_request", "image rejected", 1, 400)
+        return scripted_answer(request)
+
+    outcome = await run(
+        config_for(dataset), tmp_path / "run", engine=FakeEngine(answer)
+    )
+    assert outcome.stopped is None and outcome.results is not None
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [line["round"] for line in results["summary"]] == [0, 1, 2]
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    failures = stats["sessions"][0]["failures"]
+    assert failures.get("describe", 0) > 0
+    assert outcome.failed_calls == sum(failures.values())
 
 
 async def test_rerun_sends_nothing_and_writes_the_same_results(
