@@ -52,7 +52,7 @@ DEMO: dict[str, Any] = {
     "max_expansion_factor": 4,
 }
 
-_EXECUTION = {"metadata": {"execution": True}}
+_EXECUTION = {"execution": True}
 
 
 class ConfigError(ValueError):
@@ -118,14 +118,14 @@ class RunConfig:
     vote_temperature: float = 0.7
     context_images: int = 3
     # Execution only: these never change an answer.
-    concurrency: int = field(default=64, **_EXECUTION)
-    budget_usd: float | None = field(default=None, **_EXECUTION)
-    cache_dir: str | None = field(default=None, **_EXECUTION)
-    no_cache: bool = field(default=False, **_EXECUTION)
-    data_dir: str | None = field(default=None, **_EXECUTION)
-    limits_file: str | None = field(default=None, **_EXECUTION)
-    rpm: int | None = field(default=None, **_EXECUTION)
-    tpm: int | None = field(default=None, **_EXECUTION)
+    concurrency: int = field(default=64, metadata=_EXECUTION)
+    budget_usd: float | None = field(default=None, metadata=_EXECUTION)
+    cache_dir: str | None = field(default=None, metadata=_EXECUTION)
+    no_cache: bool = field(default=False, metadata=_EXECUTION)
+    data_dir: str | None = field(default=None, metadata=_EXECUTION)
+    limits_file: str | None = field(default=None, metadata=_EXECUTION)
+    rpm: int | None = field(default=None, metadata=_EXECUTION)
+    tpm: int | None = field(default=None, metadata=_EXECUTION)
 
     def __post_init__(self) -> None:
         _validate(self)

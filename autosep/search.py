@@ -107,7 +107,9 @@ class Search:
         self.session.note("round_started", round=round_index)
         if round_index == 0:
             # A single candidate needs no ranking, so round 0 makes no scoring calls.
-            beam, evaluations, expansions = [self.initial_prompt], [], []
+            beam = [self.initial_prompt]
+            evaluations: list[Evaluation] = []
+            expansions: list[Expansion] = []
         else:
             beam, evaluations, expansions = await self._search_round(
                 state.beam, round_index

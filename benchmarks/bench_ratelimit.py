@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +97,15 @@ async def _run(
     # emulator logging it (queueing in a busy emulator); it does not shrink with
     # the window, so a short window needs a larger share of it. The ramp after a
     # 429 scales with the window.
-    timing = {
-        "window_s": window,
-        "margin_s": max(window / 60, 0.25),
-        "ramp_s": window / 2,
-    }
+    timing = Limits(window_s=window, margin_s=max(window / 60, 0.25), ramp_s=window / 2)
     if scenario.budget == "rpm":
         emulator_limits: dict[str, Any] = {"rpm": limit}
-        client = Limits(rpm=limit, **timing)
+        client = replace(timing, rpm=limit)
     else:
         # Gemini counts input tokens only against its token limit.
         output_counts = wire != "gemini"
         emulator_limits = {"tpm": limit, "tpm_counts_output": output_counts}
-        client = Limits(tpm=limit, output_counts_in_tpm=output_counts, **timing)
+        client = replace(timing, tpm=limit, output_counts_in_tpm=output_counts)
     emulator.configure(limits={model: emulator_limits}, window_s=window)
     emulator.reset()
     provider = make_provider("emulator", base_url=emulator.url, wire=wire)

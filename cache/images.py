@@ -18,7 +18,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
@@ -97,7 +97,8 @@ def _to_rgb(image: PILImage.Image) -> PILImage.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # Pillow's own conversion clips 16-bit and float data instead of scaling it.
         floats = image.convert("F")
-        top = float(floats.getextrema()[1]) or 1.0
+        _, top = cast(tuple[float, float], floats.getextrema())
+        top = top or 1.0
         image = floats.point(lambda value: value * (255.0 / top)).convert("L")
     if image.mode == "P":
         image = image.convert("RGBA")

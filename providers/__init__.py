@@ -75,11 +75,11 @@ def _emulator(base_url: str | None, wire: str) -> Provider:
     if wire == "gemini":
         from providers.gemini import GeminiProvider
 
-        return GeminiProvider(root, "", identity=identity)  # type: ignore[call-arg]
+        return GeminiProvider(root, "", identity=identity)
     if wire == "anthropic":
         from providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(root, "", identity=identity)  # type: ignore[call-arg]
+        return AnthropicProvider(root, "", identity=identity)
     raise ConfigError(
         f"unknown wire format {wire!r}; choose openai, gemini or anthropic"
     )

@@ -56,7 +56,7 @@ KEY_VARIABLE = "ANTHROPIC_API_KEY"
 # The temperature a Call has when the caller did not choose one.
 _DEFAULT_TEMPERATURE = Call.__dataclass_fields__["temperature"].default
 
-_FINISH = {
+_FINISH: dict[str | None, FinishReason] = {
     "end_turn": FinishReason.COMPLETE,
     "stop_sequence": FinishReason.COMPLETE,
     "max_tokens": FinishReason.TRUNCATED,

@@ -46,7 +46,7 @@ __all__ = ["GEMINI_BASE_URL", "KEY_VARIABLES", "GeminiProvider"]
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
-_FINISH = {
+_FINISH: dict[str | None, FinishReason] = {
     "STOP": FinishReason.COMPLETE,
     "MAX_TOKENS": FinishReason.TRUNCATED,
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -101,7 +102,7 @@ def test_cub_reference_task(tmp_path: Path) -> None:
 
 def test_inaturalist_2021(tmp_path: Path) -> None:
     root = tmp_path / "inat"
-    categories = [
+    categories: list[dict[str, Any]] = [
         {"id": 7, "name": "Danaus plexippus"},
         {"id": 9, "name": "Vanessa cardui"},
     ]

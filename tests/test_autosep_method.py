@@ -24,6 +24,7 @@ from tests.autosep_fakes import (
     kind_of,
     make_tree,
     scripted_answer,
+    text_of,
 )
 
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -83,8 +84,8 @@ async def test_scoring_makes_one_compare_per_negative(task: Task) -> None:
         if kind_of(request) == "compare":
             assert images_of(request) == [image]
             assert request.temperature == 0.0 and request.max_tokens == 6
-            text = request.parts[1]
-            assert scorer.description(prompt, image) in text
+            description = scorer.description(prompt, image)
+            assert description is not None and description in text_of(request)
     result = scorer.image_score(prompt, image)
     assert (result.correct, result.valid, result.failed) == (2, 2, 0)
 
@@ -192,7 +193,7 @@ async def test_expansion_calls_follow_the_settings(task: Task) -> None:
     assert sent["paraphrase"] == 2
     criticise = [r for p, r in engine.sent if p == "criticise"]
     for request in criticise:
-        assert task_section(prompt) in request.parts[0]
+        assert task_section(prompt) in text_of(request)
         assert len(images_of(request)) == min(
             config.errors_per_gradient, expansion.errors
         )

@@ -68,7 +68,7 @@ def windows_respect(events: list[tuple[float, int]], limit: int) -> bool:
     return True
 
 
-def test_no_sixty_second_window_exceeds_the_limits_from_the_first_minute():
+def test_no_sixty_second_window_exceeds_the_limits_from_the_first_minute() -> None:
     limits = Limits(rpm=120, tpm=20_000, max_in_flight=50)
     rng = random.Random(7)
     requests: list[tuple[float, int]] = []

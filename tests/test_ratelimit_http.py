@@ -10,6 +10,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -41,7 +42,7 @@ WIRE_MODELS = {
 
 
 def requests_for(
-    model: str, paths: Sequence[Path], count: int, **kw: object
+    model: str, paths: Sequence[Path], count: int, **kw: Any
 ) -> list[Request]:
     return [
         Request(

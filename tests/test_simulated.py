@@ -32,7 +32,7 @@ Item = tuple[Image.Image, str, str]
 
 
 def _load(family: str, per_species: int, seed: int = 0) -> list[Item]:
-    items = []
+    items: list[Item] = []
     for species in world.get_family(family).species:
         for index in range(per_species):
             buffer = io.BytesIO()

@@ -7,6 +7,7 @@ import io
 import json
 from collections import Counter
 from itertools import combinations
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -134,12 +135,9 @@ def test_recolouring_one_part_changes_only_that_reading(
     attribute: str, value: str
 ) -> None:
     base = perceive(_jpeg(world.render_attributes("finch", "Plain-breasted Finch", 2)))
+    change: dict[str, Any] = {attribute: value}
     changed = perceive(
-        _jpeg(
-            world.render_attributes(
-                "finch", "Plain-breasted Finch", 2, **{attribute: value}
-            )
-        )
+        _jpeg(world.render_attributes("finch", "Plain-breasted Finch", 2, **change))
     )
     assert changed.values[attribute] == value
     assert base.values[attribute] != value

@@ -69,7 +69,10 @@ def colour_name(rgb: np.ndarray, attribute: str | None = None) -> str:
     candidates, the way a bird watcher's vocabulary for bills differs from the one for
     plumage.
     """
-    names, prototypes = _VOCABULARY.get(attribute, (_NAMES, _PROTOTYPES))
+    everything = (_NAMES, _PROTOTYPES)
+    names, prototypes = (
+        _VOCABULARY.get(attribute, everything) if attribute else everything
+    )
     distances = np.sum((prototypes - rgb) ** 2, axis=1)
     return names[int(np.argmin(distances))]
 
@@ -386,7 +389,8 @@ def _silhouette_fit(mask: np.ndarray, frame) -> float:
     """Return how well the body ellipse explains the silhouette (1 is perfect)."""
     bx, by, s, facing = frame
     _, _, rx, ry = A.BODY
-    inside, outside = [], []
+    inside: list[float] = []
+    outside: list[float] = []
     for u in np.linspace(-0.7, 0.5, 7):
         edge = ry * math.sqrt(1 - (u / rx) ** 2)
         for v, bucket in (
