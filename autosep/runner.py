@@ -163,6 +163,10 @@ async def open_engine(
     except CacheError as error:
         raise RunError(str(error)) from error
     async with contextlib.AsyncExitStack() as stack:
+        if cache is not None:
+            # Closed last: the engine saves prepared images and lookup counts, and
+            # checkpoints the answers, as it closes.
+            stack.callback(cache.close)
         providers = {}
         for name in names:
             base_url = config.base_url if name == config.provider else None
@@ -181,11 +185,7 @@ async def open_engine(
             on_event=on_event,
             limiters=settings.limiter_set({n: p.kind for n, p in providers.items()}),
         )
-        try:
-            yield await stack.enter_async_context(engine)
-        finally:
-            if cache is not None:
-                cache.close()
+        yield await stack.enter_async_context(engine)
 
 
 async def execute(

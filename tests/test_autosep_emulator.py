@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -74,6 +75,22 @@ async def test_emulator_run_and_free_identical_rerun(tmp_path: Path) -> None:
     ).read_bytes()
     baselines = first.results["baselines"]
     assert baselines["zero_shot"]["answered"] == 12
+
+
+async def test_a_run_closes_its_cache_after_the_engine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cache.store import ResponseCache
+
+    await run(small_config(tmp_path), tmp_path / "a")
+    # The engine records its lookups as it closes; a cache closed first loses them.
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    store = ResponseCache(tmp_path / "cache")
+    try:
+        stats = store.stats()
+    finally:
+        store.close()
+    assert stats["misses"] > 0
 
 
 def cli_run(
