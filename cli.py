@@ -623,8 +623,10 @@ _METHOD_OPTIONS: tuple[tuple[str, Any, str], ...] = (
         "--baselines",
         str,
         "Comma-separated baselines (zero_shot, zero_shot_described, "
-        "majority_vote, few_shot_random, multi_image, kmeans).",
+        "majority_vote, few_shot_random, multi_image, kmeans; and pseudo_random, "
+        "pseudo_majority and spo, which learn a prompt of their own).",
     ),
+    ("--spo-samples", click.IntRange(1), "Images SPO describes and judges on (3)."),
     ("--concurrency", click.IntRange(1), "Calls in flight at most (64)."),
     ("--budget-usd", click.FloatRange(min=0), "Stop, resumably, before spending more."),
     ("--cache-dir", str, "Where answers are cached."),
@@ -691,7 +693,13 @@ def _output_console() -> Console:
 
 
 def _print_report(console: Console, run_dir: Path) -> None:
-    from autosep.render import baselines_table, phases_table, prompt_text, rounds_table
+    from autosep.render import (
+        baselines_table,
+        learnt_prompts,
+        phases_table,
+        prompt_text,
+        rounds_table,
+    )
     from autosep.report import load_report
 
     try:
@@ -707,6 +715,9 @@ def _print_report(console: Console, run_dir: Path) -> None:
     if prompt_text(results):
         out.print("[bold]Best prompt (by label-free score):[/]")
         out.print(escape(prompt_text(results)))
+    for name, prompt in learnt_prompts(results):
+        out.print(f"[bold]Prompt learnt by the {escape(name)} baseline:[/]")
+        out.print(escape(prompt))
     console.print(f"run directory: {run_dir}")
 
 

@@ -16,7 +16,7 @@ from autosep.config import RunConfig
 from autosep.tasks import Task
 from engine.request import ImageRef, Request
 
-__all__ = ["CallMaker", "ErrorExample", "PHASES"]
+__all__ = ["CallMaker", "ErrorExample", "LabelError", "Mistake", "PHASES"]
 
 PHASES = (
     "describe",
@@ -46,6 +46,28 @@ class ErrorExample:
     wrong: str
 
 
+@dataclass(frozen=True, slots=True)
+class LabelError:
+    """A classification that missed the label it was scored against.
+
+    Used by the pseudo-label baselines, whose labels are drawn or voted, not true.
+
+    Attributes:
+        image: The image classified.
+        description: Its description, shown with it when it was classified.
+        label: The class it was scored against.
+        predicted: The class the model chose, or None when the answer named none.
+    """
+
+    image: str
+    description: str
+    label: str
+    predicted: str | None
+
+
+Mistake = ErrorExample | LabelError
+
+
 @dataclass(frozen=True)
 class CallMaker:
     """Builds every request of a run from the task and the settings."""
@@ -70,30 +92,59 @@ class CallMaker:
             max_tokens=self.config.compare_max_tokens,
         )
 
-    def criticise(self, section: str, errors: Sequence[ErrorExample]) -> Request:
+    def criticise(self, section: str, errors: Sequence[Mistake]) -> Request:
         """Ask why a prompt's task section led to these errors."""
         text = prompts.criticise_prompt(
             self.task.noun,
             self.task.classes,
             section,
-            _pairs(errors),
+            _mistakes(errors),
             count=self.config.gradients_per_error,
         )
         return self._critic((text, *(ImageRef(e.image) for e in errors)))
 
-    def rewrite(
-        self, section: str, errors: Sequence[ErrorExample], reason: str
-    ) -> Request:
+    def rewrite(self, section: str, errors: Sequence[Mistake], reason: str) -> Request:
         """Ask for improved task sections that answer one reason."""
         text = prompts.rewrite_prompt(
             self.task.noun,
             self.task.classes,
             section,
-            _pairs(errors),
+            _mistakes(errors),
             reason,
             count=self.config.steps_per_gradient,
         )
         return self._critic((text, *(ImageRef(e.image) for e in errors)))
+
+    def optimise(
+        self, section: str, examples: Sequence[tuple[str, str]], sample: int
+    ) -> Request:
+        """Ask SPO's optimiser for one better task section, from the prompt's outputs.
+
+        Args:
+            section: The task section of the current best prompt.
+            examples: (image, its description under that prompt) pairs; the images
+                are attached in the same order.
+            sample: Which draw this is: a round whose candidate lost asks again
+                with the same material, and must get a fresh proposal.
+        """
+        text = prompts.optimise_prompt(
+            self.task.noun,
+            self.task.classes,
+            section,
+            [description for _, description in examples],
+        )
+        return self._critic(
+            (text, *(ImageRef(image) for image, _ in examples)), sample=sample
+        )
+
+    def judge(self, image: str, first: str, second: str) -> Request:
+        """Ask which of two prompts' descriptions of one image is the better."""
+        text = prompts.judge_prompt(self.task.noun, self.task.classes, first, second)
+        return self._main(
+            (ImageRef(image), text),
+            temperature=0.0,
+            max_tokens=self.config.compare_max_tokens,
+        )
 
     def paraphrase(self, section: str, sample: int) -> Request:
         """Ask for one variation of a task section (text only)."""
@@ -161,5 +212,18 @@ class CallMaker:
         )
 
 
-def _pairs(errors: Sequence[ErrorExample]) -> list[tuple[str, str]]:
-    return [(e.correct, e.wrong) for e in errors]
+def _mistakes(errors: Sequence[Mistake]) -> str:
+    """Render error examples, which are all of one kind, as the prompts show them."""
+    if all(isinstance(e, ErrorExample) for e in errors):
+        return prompts.comparison_mistakes(
+            [(e.correct, e.wrong) for e in errors if isinstance(e, ErrorExample)]
+        )
+    if all(isinstance(e, LabelError) for e in errors):
+        return prompts.classification_mistakes(
+            [
+                (e.description, e.label, e.predicted or "no clear answer")
+                for e in errors
+                if isinstance(e, LabelError)
+            ]
+        )
+    raise TypeError("error examples of both kinds cannot be shown together")

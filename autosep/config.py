@@ -38,6 +38,9 @@ BASELINES = (
     "few_shot_random",
     "multi_image",
     "kmeans",
+    "pseudo_random",
+    "pseudo_majority",
+    "spo",
 )
 
 # A small but complete run: every step of the method, a few minutes on two cores.
@@ -117,6 +120,7 @@ class RunConfig:
     votes: int = 5
     vote_temperature: float = 0.7
     context_images: int = 3
+    spo_samples: int = 3
     # Execution only: these never change an answer.
     concurrency: int = field(default=64, metadata=_EXECUTION)
     budget_usd: float | None = field(default=None, metadata=_EXECUTION)
@@ -305,6 +309,7 @@ def _validate(config: RunConfig) -> None:
         "critic_max_tokens",
         "classify_max_tokens",
         "votes",
+        "spo_samples",
         "concurrency",
         "synthetic_per_species",
     )

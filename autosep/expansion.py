@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from autosep.calls import CallMaker, ErrorExample
+from autosep.calls import CallMaker, Mistake
 from autosep.config import RunConfig
 from autosep.parsing import parse_tagged
 from autosep.prompts import replace_task_section, task_section
@@ -53,7 +53,7 @@ class Expansion:
 @dataclass
 class _Gradient:
     expansion: Expansion
-    errors: list[ErrorExample]
+    errors: list[Mistake]
     reasons: list[str] = field(default_factory=list)
 
 
@@ -88,7 +88,7 @@ def _minibatch(
 
 async def _find_errors(
     expansions: Sequence[Expansion], scorer: Scorer, config: RunConfig, round_index: int
-) -> dict[str, list[ErrorExample]]:
+) -> dict[str, list[Mistake]]:
     batches = {
         e.parent: _minibatch(
             scorer.pool, config.minibatch_size, config.seed, round_index, e.parent
@@ -107,7 +107,7 @@ async def _find_errors(
 
 async def _criticise(
     expansions: Sequence[Expansion],
-    errors: dict[str, list[ErrorExample]],
+    errors: dict[str, list[Mistake]],
     scorer: Scorer,
     calls: CallMaker,
     config: RunConfig,
@@ -182,7 +182,7 @@ def _clean_paraphrase(answer: str) -> str:
 async def _choose_children(
     expansion: Expansion,
     beam: Sequence[str],
-    errors: Sequence[ErrorExample],
+    errors: Sequence[Mistake],
     scorer: Scorer,
     config: RunConfig,
     round_index: int,
@@ -211,7 +211,7 @@ async def _choose_children(
 
 
 async def _best_on_errors(
-    children: Sequence[str], errors: Sequence[ErrorExample], scorer: Scorer, limit: int
+    children: Sequence[str], errors: Sequence[Mistake], scorer: Scorer, limit: int
 ) -> list[str]:
     """Keep the children that score best on the parent's error images."""
     images = list(dict.fromkeys(e.image for e in errors))

@@ -31,25 +31,44 @@ _TYPICAL: dict[str, tuple[int, int | None, int]] = {
     "paraphrase": (150, 0, 80),
     "classify": (350, 1, 2),
     "baseline": (200, 1, 2),
+    # The baselines that learn a prompt: mostly describe and classify calls.
+    "pseudo_random": (250, 1, 100),
+    "pseudo_majority": (250, 1, 100),
+    "spo": (300, 1, 120),
 }
 
 
 def estimate_calls(config: RunConfig, task: Task) -> Counter[str]:
     """Return an upper estimate of the calls per phase of a whole run."""
+    t = len(task.test)
+    calls: Counter[str] = Counter()
+    calls.update(_baselines(config, task))
+    calls["describe"] += t
+    calls["classify"] += t
+    calls.update(_search(config, task, "compare", config.n_compare, config.test_eval))
+    return calls
+
+
+def _search(
+    config: RunConfig, task: Task, scoring: str, per_image: int, test_eval: bool
+) -> Counter[str]:
+    """Count the calls of the search's rounds, ``per_image`` scoring calls an image.
+
+    The method compares each image with ``n_compare`` others (and so also describes
+    them); the pseudo-label baselines classify each image once.
+    """
     n, t = len(task.train), len(task.test)
     budget = (
         config.samples_per_eval * config.eval_rounds * config.eval_prompts_per_round
     )
     scored = min(n, budget)
+    described = min(n, scored * (1 + per_image)) if scoring == "compare" else scored
     calls: Counter[str] = Counter()
-    calls.update(_baselines(config, t))
-    calls["describe"] += t
-    calls["classify"] += t
     for round_index in range(1, config.rounds + 1):
         parents = 1 if round_index == 1 else config.beam_size
         if round_index == 1:
             calls["describe"] += n
-            calls["compare"] += scored * config.n_compare
+            calls[scoring] += scored * per_image
         reasons = config.n_gradients * config.gradients_per_error
         sections = reasons * config.steps_per_gradient
         children = min(
@@ -59,22 +78,29 @@ def estimate_calls(config: RunConfig, task: Task) -> Counter[str]:
         calls["criticise"] += parents * config.n_gradients
         calls["rewrite"] += parents * reasons
         calls["paraphrase"] += parents * (sections + 1) * config.mc_samples_per_step
-        calls["describe"] += (
-            parents * children * min(n, scored * (1 + config.n_compare))
-        )
-        calls["compare"] += parents * children * scored * config.n_compare
-        if config.test_eval:
+        calls["describe"] += parents * children * described
+        calls[scoring] += parents * children * scored * per_image
+        if test_eval:
             new = min(config.beam_size, parents * children)
             calls["describe"] += new * t
             calls["classify"] += new * t
     return calls
 
 
-def _baselines(config: RunConfig, t: int) -> Counter[str]:
+def _baselines(config: RunConfig, task: Task) -> Counter[str]:
+    """Count the baselines' calls; those that learn a prompt count under their name."""
+    n, t = len(task.train), len(task.test)
     calls: Counter[str] = Counter()
     for name in config.baselines:
         if name == "majority_vote":
             calls["baseline"] += config.votes * t
+        elif name in ("pseudo_random", "pseudo_majority"):
+            votes = config.votes * n if name == "pseudo_majority" else 0
+            search = _search(config, task, "classify", 1, test_eval=False)
+            calls[name] += votes + sum(search.values()) + 2 * t
+        elif name == "spo":
+            samples = min(config.spo_samples, n)
+            calls[name] += samples + config.rounds * (1 + 2 * samples) + 2 * t
         elif name != "zero_shot_described":
             calls["baseline"] += t
     return calls

@@ -4,7 +4,8 @@ Every prompt the method sends is one of these templates with the task's noun, cl
 names and the call's own material filled in; no task has code of its own. The wording
 follows the method's description; the simulated model behind the emulator recognises
 the behaviours by these same cues (``Text 1``/``Text 2``, lettered ``Options:``,
-``<START>``/``<END>``, "variation of the following instruction").
+``<START>``/``<END>``, "variation of the following instruction", ``Description 1``/
+``Description 2``, "Analyse what these descriptions").
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from typing import TypeVar
 __all__ = [
     "INITIAL_PROMPT",
     "TASK_HEADER",
+    "classification_mistakes",
     "classify_prompt",
     "compare_prompt",
+    "comparison_mistakes",
     "context_parts",
     "criticise_prompt",
     "initial_prompt",
+    "judge_prompt",
+    "optimise_prompt",
     "option_letters",
     "paraphrase_prompt",
     "replace_task_section",
@@ -63,16 +68,33 @@ _CONTEXT = (
     "\n"
     'My current prompt is:\n"{prompt}"\n'
     "\n"
+    "{mistakes}"
+)
+
+_COMPARISON_MISTAKES = (
     "But descriptions written with this prompt get the following examples wrong. "
     "The images are attached in the same order. For each example, the model was "
     "shown the image and preferred the wrong description over the correct one.\n"
-    "{examples}"
 )
 
-_EXAMPLE = (
+_COMPARISON_EXAMPLE = (
     "\nExample {number}:\n"
     "Correct description: {correct}\n"
     "Wrong description preferred: {wrong}\n"
+)
+
+_CLASSIFICATION_MISTAKES = (
+    "But with descriptions written by this prompt, the model classifies the "
+    "following examples wrongly. The images are attached in the same order. For "
+    "each example, the model was shown the image and its description, and chose a "
+    "class other than the label.\n"
+)
+
+_CLASSIFICATION_EXAMPLE = (
+    "\nExample {number}:\n"
+    "Description: {description}\n"
+    "Label: {label}\n"
+    "Prediction: {prediction}\n"
 )
 
 _CRITICISE = (
@@ -96,6 +118,34 @@ _PARAPHRASE = (
     "Input: {prompt}\n"
     "\n"
     "Output:"
+)
+
+
+_OPTIMISE = (
+    "I'm writing a prompt that asks a model to describe images of {noun}s, so that "
+    "each description helps to tell which of these classes the {noun} in its image "
+    "belongs to: {classes}.\n"
+    "\n"
+    'My current prompt is:\n"{prompt}"\n'
+    "\n"
+    "Here is what it gave for some images, which are attached in the same order.\n"
+    "{examples}"
+    "\n"
+    "Analyse what these descriptions capture and what they miss for telling the "
+    "classes apart, then write {count} improved prompt. Wrap it with <START> and "
+    "<END>."
+)
+
+_OUTPUT_EXAMPLE = "\nExample {number}:\nDescription: {description}\n"
+
+_JUDGE = (
+    "Here is an image of a {noun} and two descriptions of it, each written with a "
+    "different prompt. The descriptions are meant to help tell which of these "
+    "classes the {noun} belongs to: {classes}.\n"
+    "Description 1: {first}\n"
+    "Description 2: {second}\n"
+    "Which description is more accurate and more useful for telling these classes "
+    'apart? Answer with "first" or "second" only.'
 )
 
 
@@ -134,15 +184,35 @@ def classify_prompt(noun: str, classes: Sequence[str], description: str | None) 
     return _CLASSIFY.format(noun=noun, description_block=block, options=options)
 
 
-def _context(
-    noun: str, classes: Sequence[str], prompt: str, errors: Sequence[tuple[str, str]]
-) -> str:
-    examples = "".join(
-        _EXAMPLE.format(number=i, correct=correct, wrong=wrong)
+def comparison_mistakes(errors: Sequence[tuple[str, str]]) -> str:
+    """Return the examples block for comparisons the model got wrong.
+
+    Args:
+        errors: Pairs of (correct description, wrong description preferred).
+    """
+    return _COMPARISON_MISTAKES + "".join(
+        _COMPARISON_EXAMPLE.format(number=i, correct=correct, wrong=wrong)
         for i, (correct, wrong) in enumerate(errors, start=1)
     )
+
+
+def classification_mistakes(errors: Sequence[tuple[str, str, str]]) -> str:
+    """Return the examples block for classifications that missed their label.
+
+    Args:
+        errors: Triples of (description, label, prediction).
+    """
+    return _CLASSIFICATION_MISTAKES + "".join(
+        _CLASSIFICATION_EXAMPLE.format(
+            number=i, description=description, label=label, prediction=prediction
+        )
+        for i, (description, label, prediction) in enumerate(errors, start=1)
+    )
+
+
+def _context(noun: str, classes: Sequence[str], prompt: str, mistakes: str) -> str:
     return _CONTEXT.format(
-        noun=noun, classes=", ".join(classes), prompt=prompt, examples=examples
+        noun=noun, classes=", ".join(classes), prompt=prompt, mistakes=mistakes
     )
 
 
@@ -150,7 +220,7 @@ def criticise_prompt(
     noun: str,
     classes: Sequence[str],
     prompt: str,
-    errors: Sequence[tuple[str, str]],
+    mistakes: str,
     count: int = 1,
 ) -> str:
     """Return the criticism ("gradient") prompt for error examples.
@@ -159,11 +229,12 @@ def criticise_prompt(
         noun: The task's noun.
         classes: The class names.
         prompt: The task section of the current description prompt.
-        errors: Pairs of (correct description, wrong description preferred).
+        mistakes: The examples block, from :func:`comparison_mistakes` or
+            :func:`classification_mistakes`.
         count: How many reasons to ask for.
     """
     return _CRITICISE.format(
-        context=_context(noun, classes, prompt, errors), count=count
+        context=_context(noun, classes, prompt, mistakes), count=count
     )
 
 
@@ -171,13 +242,13 @@ def rewrite_prompt(
     noun: str,
     classes: Sequence[str],
     prompt: str,
-    errors: Sequence[tuple[str, str]],
+    mistakes: str,
     reason: str,
     count: int = 1,
 ) -> str:
     """Return the rewriting prompt that turns one reason into ``count`` new prompts."""
     return _REWRITE.format(
-        context=_context(noun, classes, prompt, errors), reason=reason, count=count
+        context=_context(noun, classes, prompt, mistakes), reason=reason, count=count
     )
 
 
@@ -272,3 +343,43 @@ def _split_sections(prompt: str) -> tuple[str | None, str, str]:
     body = "\n".join(lines[start + 1 : end])
     tail = "\n".join(lines[end:]).strip()
     return head, body, tail
+
+
+def optimise_prompt(
+    noun: str,
+    classes: Sequence[str],
+    prompt: str,
+    descriptions: Sequence[str],
+    count: int = 1,
+) -> str:
+    """Return SPO's optimisation prompt: the prompt's outputs in, a better prompt out.
+
+    Args:
+        noun: The task's noun.
+        classes: The class names.
+        prompt: The task section of the current best prompt.
+        descriptions: What it gave for the sample images (attached after the text).
+        count: How many prompts to ask for.
+    """
+    examples = "".join(
+        _OUTPUT_EXAMPLE.format(number=i, description=description)
+        for i, description in enumerate(descriptions, start=1)
+    )
+    return _OPTIMISE.format(
+        noun=noun,
+        classes=", ".join(classes),
+        prompt=prompt,
+        examples=examples,
+        count=count,
+    )
+
+
+def judge_prompt(noun: str, classes: Sequence[str], first: str, second: str) -> str:
+    """Return SPO's pairwise judgement prompt: which of two prompts' outputs is better.
+
+    The two texts describe the same image (it goes before the text), each written
+    with a different description prompt.
+    """
+    return _JUDGE.format(
+        noun=noun, classes=", ".join(classes), first=first, second=second
+    )

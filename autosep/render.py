@@ -20,6 +20,7 @@ __all__ = [
     "baselines_table",
     "check_table",
     "dry_run_table",
+    "learnt_prompts",
     "phases_table",
     "prompt_text",
     "rounds_table",
@@ -92,6 +93,15 @@ def prompt_text(results: dict[str, Any]) -> str:
     """The best prompt, for printing below the tables."""
     best = results.get("best")
     return "" if not best else best["prompt"]
+
+
+def learnt_prompts(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """(baseline, prompt) for every baseline that learnt a prompt of its own."""
+    return [
+        (name.replace("_", " "), metrics["prompt"])
+        for name, metrics in results["baselines"].items()
+        if metrics.get("prompt")
+    ]
 
 
 # Columns of the per-phase table, in the order shown, and the order in which they

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from autosep.calls import CallMaker, ErrorExample
+from autosep.calls import CallMaker, ErrorExample, Mistake
 from autosep.parsing import parse_compare
 from autosep.rng import generator, stable_hash
 from autosep.session import Session
@@ -39,14 +39,15 @@ class ImageScore:
         valid: Comparisons with an answer (failed calls are not counted).
         unparsed: Answers that named neither position, counted as not correct.
         failed: Comparisons with no answer (a failed call, or a failed description).
-        errors: Comparisons that preferred the other description.
+        errors: What went wrong: comparisons that preferred the other description
+            (or, for pseudo-label scoring, classifications that missed the label).
     """
 
     correct: int
     valid: int
     unparsed: int
     failed: int
-    errors: tuple[ErrorExample, ...]
+    errors: tuple[Mistake, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +142,8 @@ class Scorer:
         score = sum(fractions) / len(fractions) if fractions else None
         return PromptScore(score, len(fractions), unparsed, failed)
 
-    def errors(self, prompt: str, images: Iterable[str]) -> list[ErrorExample]:
-        """Return the comparisons a prompt got wrong on these (scored) images."""
+    def errors(self, prompt: str, images: Iterable[str]) -> list[Mistake]:
+        """Return what a prompt got wrong on these (scored) images."""
         return [e for image in images for e in self._scores[(prompt, image)].errors]
 
     def _plan(

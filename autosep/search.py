@@ -11,13 +11,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from autosep import spo
 from autosep.baselines import run_baseline
 from autosep.calls import CallMaker
-from autosep.classify import classify_with_prompts
+from autosep.classify import classify_with_prompt, classify_with_prompts
 from autosep.config import RunConfig
 from autosep.evaluators import Evaluation, evaluate, rank
 from autosep.expansion import Expansion, expand
 from autosep.prompts import initial_prompt
+from autosep.pseudo import PSEUDO_LABELS, LabelScorer, pseudo_labels
 from autosep.scoring import Scorer, prompt_id
 from autosep.session import Session
 from autosep.tasks import Task
@@ -70,14 +72,22 @@ class Search:
         session: Where requests go.
         task: The task.
         config: The settings.
+        scorer: How candidates are scored; by default the method's instance-level
+            comparison (the pseudo-label baselines give a scorer of their own).
     """
 
-    def __init__(self, session: Session, task: Task, config: RunConfig) -> None:
+    def __init__(
+        self,
+        session: Session,
+        task: Task,
+        config: RunConfig,
+        scorer: Scorer | None = None,
+    ) -> None:
         self.session = session
         self.task = task
         self.config = config
         self.calls = CallMaker(task, config)
-        self.scorer = Scorer(
+        self.scorer = scorer or Scorer(
             session,
             self.calls,
             task.train,
@@ -96,15 +106,60 @@ class Search:
             if name in state.baselines:
                 continue
             logger.info("baseline %s", name)
+            if name in PSEUDO_LABELS or name == "spo":
+                # They learn a prompt of their own: a whole search's calls, which
+                # are reported under the baseline's name.
+                with self.session.booked_as(name):
+                    state.baselines[name] = await self._learning_baseline(name)
+                continue
             result = await run_baseline(name, self.scorer, self.calls, self.config)
             state.baselines[name] = result.to_dict()
 
-    async def next_round(self, state: SearchState) -> None:
-        """Run the round after ``state.completed_round`` and record it in the state."""
+    async def _learning_baseline(self, name: str) -> dict[str, Any]:
+        """Learn a prompt as a baseline does, then test it like the method's."""
+        learnt: dict[str, Any]
+        if name == "spo":
+            prompt, history = await spo.run_spo(self.scorer, self.calls, self.config)
+            learnt = {"rounds": spo.rounds_record(history)}
+        else:
+            labels = await pseudo_labels(
+                PSEUDO_LABELS[name], self.session, self.calls, self.config
+            )
+            scorer = LabelScorer(
+                self.session,
+                self.calls,
+                self.task.train,
+                seed=self.config.seed,
+                labels=labels,
+            )
+            # The same search as the method's, with test accuracy only at the end.
+            inner = Search(
+                self.session, self.task, self.config.replace(test_eval=False), scorer
+            )
+            state = SearchState()
+            while state.completed_round < self.config.rounds:
+                await inner.next_round(state, note=False)
+            prompt = state.beam[0]
+            best = state.rounds[-1]["beam"][0]
+            learnt = {
+                "score": best["score"],
+                "labelled_images": sum(v is not None for v in labels.values()),
+            }
+        tested = await classify_with_prompt(prompt, self.scorer, self.calls, self.task)
+        return {**tested.to_dict(), "prompt": prompt, **learnt}
+
+    async def next_round(self, state: SearchState, *, note: bool = True) -> None:
+        """Run the round after ``state.completed_round`` and record it in the state.
+
+        Args:
+            state: The state to continue and update.
+            note: Journal the round's start (a baseline's inner search does not).
+        """
         round_index = state.completed_round + 1
         failures_before = sum(self.session.failures.values())
         logger.info("round %d of %d", round_index, self.config.rounds)
-        self.session.note("round_started", round=round_index)
+        if note:
+            self.session.note("round_started", round=round_index)
         if round_index == 0:
             # A single candidate needs no ranking, so round 0 makes no scoring calls.
             beam = [self.initial_prompt]

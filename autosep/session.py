@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from autosep.costs import cost_usd
@@ -81,6 +82,7 @@ class Session:
         self.failures: Counter[str] = Counter()
         self.failure_examples: list[str] = []
         self.asked: Counter[str] = Counter()
+        self._booked_as: str | None = None
 
     async def texts(self, requests: Sequence[Request], phase: str) -> list[str | None]:
         """Return each request's answer text, or None where its call failed.
@@ -88,6 +90,7 @@ class Session:
         Raises:
             BudgetExceeded: Sending the next batch could pass the budget.
         """
+        phase = self._booked_as or phase
         pending = [
             r
             for r in dict.fromkeys(requests)
@@ -101,6 +104,19 @@ class Session:
                 await self._check_budget(chunk)
             self._keep(chunk, await self.engine.map(chunk, phase=phase), phase)
         return [self._answers.get(r) for r in requests]
+
+    @contextmanager
+    def booked_as(self, phase: str) -> Iterator[None]:
+        """Book every request made inside the block under ``phase``.
+
+        A baseline that runs the method's own steps (a search of its own) uses it,
+        so that its calls and their cost are reported apart from the method's.
+        """
+        previous, self._booked_as = self._booked_as, phase
+        try:
+            yield
+        finally:
+            self._booked_as = previous
 
     def note(self, event: str, **fields: Any) -> None:
         """Record a method-level event in the run journal."""

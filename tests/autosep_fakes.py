@@ -7,9 +7,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
+from autosep.config import RunConfig, resolve_config
+from autosep.datasets import load_folder
+from autosep.tasks import Task, make_task
 from engine.request import Failure, ImageRef, Request, Response, Result
 from providers.base import FinishReason, Usage
 
@@ -37,6 +41,10 @@ def kind_of(request: Request) -> str:
     text = text_of(request)
     if "Text 1:" in text:
         return "compare"
+    if "Description 1:" in text:
+        return "judge"
+    if "Analyse what these descriptions" in text:
+        return "optimise"
     if "Options:" in text:
         return "classify"
     if "variation of the following instruction" in text:
@@ -69,6 +77,18 @@ def scripted_answer(request: Request) -> str:
         right = "first" if first and f" {image} " in first.group(1) else "second"
         wrong = "second" if right == "first" else "first"
         return wrong if image.endswith("1") and "(colour)" in text else right
+    if kind == "judge":
+        # Prefers the description that speaks of the bill; the first on a tie.
+        first = re.search(r"Description 1: (.*)", text)
+        second = re.search(r"Description 2: (.*)", text)
+        better = second and "(bill)" in second.group(1)
+        return (
+            "second"
+            if better and not (first and "(bill)" in first.group(1))
+            else "first"
+        )
+    if kind == "optimise":
+        return "<START>Describe the bill of the bird in detail.<END>"
     if kind == "criticise":
         return "<START>The prompt does not ask about the bill.<END>"
     if kind == "rewrite":
@@ -167,3 +187,29 @@ def make_tree(root: Path, classes: Sequence[str], per_class: int) -> Path:
             seed += 1
             write_image(root / name / f"{name.lower()}_{index:02d}.jpg", seed)
     return root
+
+
+CLASSES = ("Alpha", "Beta", "Gamma")
+
+# A run small enough to check call by call: 4 training and 3 test images a class.
+SMALL_SETTINGS: dict[str, Any] = {
+    "rounds": 2,
+    "beam_size": 2,
+    "n_train": 4,
+    "n_test": 3,
+    "minibatch_size": 6,
+    "n_gradients": 2,
+    "errors_per_gradient": 2,
+    "max_expansion_factor": 3,
+}
+
+
+def small_task(root: Path) -> Task:
+    """The task of a small folder-per-class dataset written under ``root``."""
+    dataset = load_folder(make_tree(root / "data", CLASSES, 8), noun="bird")
+    return make_task(dataset, n_train=4, n_test=3, seed=0)
+
+
+def small_config(**changes: Any) -> RunConfig:
+    """The small settings, with some changed."""
+    return resolve_config({**SMALL_SETTINGS, **changes})

@@ -93,6 +93,38 @@ async def test_a_run_closes_its_cache_after_the_engine(
     assert stats["misses"] > 0
 
 
+async def test_learning_baselines_on_the_emulator(tmp_path: Path) -> None:
+    names = ("pseudo_random", "pseudo_majority", "spo")
+    config = small_config(tmp_path, baselines=names, rounds=2, spo_samples=3)
+    first = await run(config, tmp_path / "a")
+    assert first.results is not None
+    baselines = first.results["baselines"]
+    phases = RunDir(tmp_path / "a").read_stats()[-1]["phases"]
+    for name in names:
+        result = baselines[name]
+        assert result["answered"] == result["n"] == 12
+        assert result["prompt"].startswith("# Task")
+        assert phases[name]["sent"] > 0 and phases[name]["failures"] == 0
+    for record in baselines["spo"]["rounds"]:
+        assert record["accepted"] == (2 * record["wins"] > record["judged"])
+    again = await run(config, tmp_path / "b")
+    assert again.results == first.results and sent(tmp_path / "b") == 0
+
+
+async def test_spo_learns_a_better_prompt_on_the_emulator(tmp_path: Path) -> None:
+    config = small_config(tmp_path, baselines=("zero_shot", "spo"), rounds=6)
+    outcome = await run(config, tmp_path / "a")
+    assert outcome.results is not None
+    baselines = outcome.results["baselines"]
+    spo = baselines["spo"]
+    initial = outcome.results["rounds"][0]["beam"][0]["prompt"]
+    accepted = [r for r in spo["rounds"] if r["accepted"]]
+    assert accepted and spo["prompt"] != initial
+    # What it accepted asks for more than the initial prompt did.
+    assert len(spo["prompt"]) > len(initial)
+    assert spo["accuracy"] > baselines["zero_shot"]["accuracy"]
+
+
 def cli_run(
     tmp_path: Path, run_dir: Path, base_url: str, *extra: str
 ) -> subprocess.Popen[bytes]:

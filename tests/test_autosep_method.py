@@ -6,48 +6,30 @@ from pathlib import Path
 
 import pytest
 
-from autosep.calls import CallMaker
+from autosep.calls import CallMaker, ErrorExample
 from autosep.classify import classify_with_prompt
-from autosep.config import resolve_config
-from autosep.datasets import load_folder
 from autosep.evaluators import evaluate, rank
 from autosep.expansion import expand
 from autosep.prompts import initial_prompt, task_section
 from autosep.scoring import Scorer
 from autosep.search import Search, SearchState
 from autosep.session import Session
-from autosep.tasks import Task, make_task
+from autosep.tasks import Task
 from engine.request import Failure, ImageRef
 from tests.autosep_fakes import (
     FakeEngine,
     images_of,
     kind_of,
-    make_tree,
     scripted_answer,
+    small_config,
+    small_task,
     text_of,
 )
-
-CLASSES = ("Alpha", "Beta", "Gamma")
 
 
 @pytest.fixture
 def task(tmp_path: Path) -> Task:
-    dataset = load_folder(make_tree(tmp_path / "data", CLASSES, 8), noun="bird")
-    return make_task(dataset, n_train=4, n_test=3, seed=0)
-
-
-def small_config(**changes):
-    settings = {
-        "rounds": 2,
-        "beam_size": 2,
-        "n_train": 4,
-        "n_test": 3,
-        "minibatch_size": 6,
-        "n_gradients": 2,
-        "errors_per_gradient": 2,
-        "max_expansion_factor": 3,
-    }
-    return resolve_config({**settings, **changes})
+    return small_task(tmp_path)
 
 
 def scorer_for(engine: FakeEngine, task: Task, **changes) -> Scorer:
@@ -108,7 +90,10 @@ async def test_wrong_comparisons_become_errors(task: Task) -> None:
     errors = scorer.errors(prompt, task.train)
     # The fake errs exactly on images whose name ends in 1.
     assert errors and all(Path(e.image).stem.endswith("1") for e in errors)
-    assert all(e.correct == scorer.description(prompt, e.image) for e in errors)
+    assert all(
+        isinstance(e, ErrorExample) and e.correct == scorer.description(prompt, e.image)
+        for e in errors
+    )
     score = scorer.prompt_score(prompt, task.train)
     wrong = sum(1 for image in task.train if Path(image).stem.endswith("1"))
     assert score.score == pytest.approx(1 - wrong / len(task.train))

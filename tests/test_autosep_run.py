@@ -14,6 +14,7 @@ from autosep.runner import RunError, dry_run, run
 from cli import cli
 from engine.request import Failure
 from tests.autosep_fakes import (
+    SMALL_SETTINGS,
     FakeEngine,
     images_of,
     make_tree,
@@ -31,18 +32,7 @@ def dataset(tmp_path: Path) -> Path:
 
 
 def config_for(dataset: Path, **changes):
-    settings = {
-        "dataset": str(dataset),
-        "noun": "bird",
-        "rounds": 2,
-        "beam_size": 2,
-        "n_train": 4,
-        "n_test": 3,
-        "minibatch_size": 6,
-        "n_gradients": 2,
-        "errors_per_gradient": 2,
-        "max_expansion_factor": 3,
-    }
+    settings = {"dataset": str(dataset), "noun": "bird", **SMALL_SETTINGS}
     return resolve_config({**settings, **changes})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import re
 import time
 from pathlib import Path
 
@@ -14,7 +15,11 @@ from PIL import Image
 
 from autosep import prompts as P
 from providers.emulator import _sim_perceive, world
-from providers.emulator._sim_language import find_mentions, parse_statements
+from providers.emulator._sim_language import (
+    describe,
+    find_mentions,
+    parse_statements,
+)
 from providers.emulator.simulated import ModelInput, ModelOutput, respond
 
 REAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
@@ -163,27 +168,39 @@ def test_comparison_score_tracks_accuracy_on_other_families(family: str) -> None
     assert _spearman(scores, accuracy) > 0.7
 
 
-def _error_examples(
-    family: str, items: list[Item], prompt: str, rng: random.Random
-) -> tuple[list[Item], list[tuple[str, str]]]:
+def _mistakes(
+    kind: str, family: str, items: list[Item], prompt: str, rng: random.Random
+) -> tuple[list[Item], str]:
+    """Four images and their mistakes: comparisons, or classifications."""
     chosen = rng.sample(items, 4)
-    errors = [
-        (_describe(prompt, item), _describe(prompt, rng.choice(items)))
-        for item in chosen
-    ]
-    return chosen, errors
+    if kind == "comparison":
+        return chosen, P.comparison_mistakes(
+            [
+                (_describe(prompt, item), _describe(prompt, rng.choice(items)))
+                for item in chosen
+            ]
+        )
+    species = world.get_family(family).species
+    return chosen, P.classification_mistakes(
+        [(_describe(prompt, item), item[2], rng.choice(species)) for item in chosen]
+    )
 
 
+@pytest.mark.parametrize("kind", ["comparison", "classification"])
 @pytest.mark.parametrize("family", ["finch", "warbler", "vireo"])
-def test_criticism_names_missing_discriminative_attributes(family: str) -> None:
+def test_criticism_names_missing_discriminative_attributes(
+    family: str, kind: str
+) -> None:
     info = world.get_family(family)
     items = _load(family, 6, seed=3)
     task = P.initial_prompt(info.noun).split("\n")[1]
     rng = random.Random(family)
     hits = 0
     for _ in range(20):
-        chosen, errors = _error_examples(family, items, task, rng)
-        answer = _ask(chosen, P.criticise_prompt(info.noun, info.species, task, errors))
+        chosen, mistakes = _mistakes(kind, family, items, task, rng)
+        answer = _ask(
+            chosen, P.criticise_prompt(info.noun, info.species, task, mistakes)
+        )
         reason = answer.split("<START>", 1)[1].split("<END>", 1)[0]
         hits += bool(set(find_mentions(reason)) & set(info.discriminative))
     assert hits >= 12
@@ -193,14 +210,61 @@ def test_rewriting_adds_the_feedback_in_the_requested_number() -> None:
     info = world.get_family("finch")
     task = P.initial_prompt("finch").split("\n")[1]
     reason = "The prompt never asks for the bill colour or the wing bars."
-    errors = [("Its back is brown.", "Its back is brown.")]
-    text = P.rewrite_prompt("finch", info.species, task, errors, reason, count=3)
+    mistakes = P.comparison_mistakes([("Its back is brown.", "Its back is brown.")])
+    text = P.rewrite_prompt("finch", info.species, task, mistakes, reason, count=3)
     answer = _ask([], text)
     rewritten = [p.split("<END>", 1)[0] for p in answer.split("<START>")[1:]]
     assert len(rewritten) == 3
     for prompt in rewritten:
         assert {"bill_colour", "wing_bars"} <= set(find_mentions(prompt))
         assert "Describe the finch in the image" in prompt
+
+
+def _judge(item: Item, first: str, second: str, family: str = "finch") -> str:
+    info = world.get_family(family)
+    text = P.judge_prompt(info.noun, info.species, first, second)
+    return _ask([item], text, max_tokens=6)
+
+
+def test_judge_prefers_what_tells_the_classes_apart_in_either_order() -> None:
+    items = _load("finch", 8, seed=5)
+    generic = P.initial_prompt("finch")
+    hand = HAND_WRITTEN["finch"]
+    wins = 0
+    for item in items:
+        generic_text, hand_text = _describe(generic, item), _describe(hand, item)
+        wins += _judge(item, hand_text, generic_text) == "first"
+        wins += _judge(item, generic_text, hand_text) == "second"
+    assert wins >= 0.85 * 2 * len(items)
+
+
+def test_judge_punishes_a_wrong_statement() -> None:
+    item = _load("finch", 1, seed=6)[0]
+    stated = parse_statements(_describe(HAND_WRITTEN["finch"], item))
+    right = describe("finch", list(stated.items()))
+    changed = {**stated, "wing_bars": "0" if stated["wing_bars"] != "0" else "2"}
+    wrong = describe("finch", list(changed.items()))
+    assert _judge(item, wrong, right) == "second"
+    assert _judge(item, right, wrong) == "first"
+
+
+@pytest.mark.parametrize("family", ["finch", "warbler", "vireo"])
+def test_optimiser_asks_for_what_the_outputs_leave_out(family: str) -> None:
+    info = world.get_family(family)
+    items = _load(family, 6, seed=7)
+    task = P.initial_prompt(info.noun).split("\n")[1]
+    rng = random.Random(family)
+    hits = 0
+    for sample in range(20):
+        chosen = rng.sample(items, 3)
+        text = P.optimise_prompt(
+            info.noun, info.species, task, [_describe(task, item) for item in chosen]
+        )
+        answer = _ask(chosen, text, temperature=0.7, sample=sample)
+        [proposal] = re.findall(r"<START>(.*?)<END>", answer, re.S)
+        assert proposal.startswith(task) or proposal.endswith(task)
+        hits += bool(set(find_mentions(proposal)) & set(info.discriminative))
+    assert hits >= 10
 
 
 def test_paraphrase_keeps_the_attributes() -> None:

@@ -23,6 +23,8 @@ __all__ = [
     "answer_compare",
     "answer_criticise",
     "answer_describe",
+    "answer_judge",
+    "answer_optimise",
     "answer_paraphrase",
     "answer_rewrite",
 ]
@@ -137,6 +139,54 @@ def answer_compare(
     return "first" if one > two else "second"
 
 
+def answer_judge(
+    first: str,
+    second: str,
+    classes: Sequence[str],
+    percept: Percept,
+    rng: random.Random,
+) -> str:
+    """Say which of two descriptions of the image is the better, as a judge would.
+
+    A judge prefers what it can check and what helps: each stated value that agrees
+    with what it sees counts, twice when the model knows that attribute to differ
+    between the classes named; each value that disagrees counts against, heavily.
+    """
+    telling = _telling_attributes(classes)
+    one = _merit(parse_statements(first), percept, telling, rng)
+    two = _merit(parse_statements(second), percept, telling, rng)
+    if one == two:
+        return "first" if rng.random() < _FIRST_BIAS else "second"
+    return "first" if one > two else "second"
+
+
+def _telling_attributes(classes: Sequence[str]) -> set[str]:
+    """Attributes whose values differ between the named species, as the model knows."""
+    tables = []
+    for name in classes:
+        found = world.find_species(name)
+        if found is not None:
+            tables.append(world.get_family(found[0]).attributes[found[1]])
+    return {a for a in _ORDER if len({t[a] for t in tables if a in t}) > 1}
+
+
+def _merit(
+    stated: dict[str, str], percept: Percept, telling: set[str], rng: random.Random
+) -> float:
+    if not percept.in_world:
+        return _fit(stated, percept, rng)
+    score = 0.0
+    for attribute, value in stated.items():
+        seen = percept.values.get(attribute)
+        if seen is None or rng.random() > _CHECK:
+            continue
+        if value != seen:
+            score -= 3.0
+        else:
+            score += 2.0 if attribute in telling else 1.0
+    return score
+
+
 def _options(text: str) -> list[tuple[str, str]]:
     block = text.split("Options:", 1)[-1]
     found = re.findall(r"^\s*\(?([A-Z])[.)]\s+(.+?)\s*$", block, re.MULTILINE)
@@ -234,13 +284,42 @@ def answer_criticise(text: str, percepts: Sequence[Percept], rng: random.Random)
     return f"Here is what I think went wrong:\n{body}"
 
 
+def answer_optimise(text: str, percepts: Sequence[Percept], rng: random.Random) -> str:
+    """Improve a prompt from what it gave: ask for what varies but goes unsaid.
+
+    Shown a prompt and its descriptions of some images, the model looks for
+    attributes that differ across the images and that the descriptions leave out,
+    and writes the prompt again asking for one or two of them; sometimes its
+    suggestion is one that does not help.
+    """
+    prompt = _quoted_prompt(text).strip()
+    count = _count(text, r"write (\d+) improved prompts?")
+    named = find_mentions(prompt)
+    described = set(named[:DESCRIPTION_LIMIT]) | _usually_described(text)
+    varying = _varying(percepts)
+    missing = [a for a in varying if a not in described and a not in named]
+    steady = [a for a in _ORDER if a not in named and a not in varying]
+    prompts = []
+    for index in range(count):
+        if missing and rng.random() >= _WRONG_SUGGESTION:
+            attributes = rng.sample(missing, min(2, len(missing)))
+        else:
+            attributes = [rng.choice(steady)] if steady else []
+        variant = index + rng.randrange(2)
+        prompts.append(_rewritten(prompt, attributes, False, variant, rng))
+    body = "\n".join(f"<START>{p}<END>" for p in prompts)
+    return f"Here is the improved prompt:\n{body}"
+
+
 def _usually_described(text: str) -> set[str]:
     """Attributes that most of the quoted example descriptions state.
 
     A detail that only some descriptions happen to mention is not something the
     prompt asks for, so it still counts as missing.
     """
-    examples = re.findall(r"^(?:Correct|Wrong) description[^:]*:(.*)$", text, re.M)
+    examples = re.findall(
+        r"^(?:(?:Correct|Wrong) description[^:]*|Description):(.*)$", text, re.M
+    )
     if not examples:
         return set()
     counts: dict[str, int] = {}

@@ -7,8 +7,9 @@ same bytes back. Temperature and the sample index add noise, drawn from a genera
 seeded by the request's content.
 
 The model recognises the method's requests by their cues, as a real model would:
-two lettered texts to compare, a lettered option list, ``<START>``/``<END>`` wrapping
-for criticism and rewriting, and a request for a variation of an instruction. Any other
+two lettered texts to compare, two descriptions to judge, a lettered option list,
+``<START>``/``<END>`` wrapping for criticism, rewriting and optimisation, and a request
+for a variation of an instruction. Any other
 request with an image is answered with a description, guided by the attributes the
 prompt names; a request with neither gets a short generic answer.
 """
@@ -32,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 _CHARS_PER_TOKEN = 4
 _COMPARE = re.compile(r"Text 1:\s*(.*?)\s*Text 2:\s*(.*?)\s*(?:\n\s*Which\b|\Z)", re.S)
+_JUDGE = re.compile(
+    r"Description 1:\s*(.*?)\s*Description 2:\s*(.*?)\s*\n\s*Which description\b",
+    re.S,
+)
+_JUDGE_CLASSES = re.compile(r"classes the \w+ belongs to: (.*?)\.\n")
 _OPTION_LINE = re.compile(r"^\s*\(?[A-Z][.)]\s+\S", re.MULTILINE)
 
 
@@ -105,6 +111,8 @@ def _dispatch(
     text: str, percepts: list[Percept], rng: random.Random, temperature: float
 ) -> str:
     wrapped = "<START>" in text and "<END>" in text
+    if wrapped and "Analyse what these descriptions" in text:
+        return behave.answer_optimise(text, percepts, rng)
     if wrapped and re.search(r"improved prompts?|problem with this prompt", text, re.I):
         return behave.answer_rewrite(text, rng)
     if wrapped and re.search(r"\breasons?\b", text, re.I):
@@ -115,6 +123,13 @@ def _dispatch(
     if not percepts:
         return _generic(text)
     image = percepts[-1]
+    judged = _JUDGE.search(text)
+    if judged:
+        listed = _JUDGE_CLASSES.search(text)
+        classes = listed.group(1).split(", ") if listed else []
+        return behave.answer_judge(
+            judged.group(1), judged.group(2), classes, image, rng
+        )
     compared = _COMPARE.search(text)
     if compared:
         return behave.answer_compare(compared.group(1), compared.group(2), image, rng)
