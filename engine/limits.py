@@ -274,6 +274,8 @@ class _Budget:
 # What an unlimited budget hands out instead of a log entry; never in any log.
 _UNLOGGED = _Entry(-math.inf, 0)
 _UNLOGGED.live = False
+# What a call admitted while no budget is limited holds: nothing to settle.
+_UNLOGGED_ALL = (_UNLOGGED, _UNLOGGED, _UNLOGGED, _UNLOGGED)
 
 
 def _entry_time(entry: _Entry) -> float:
@@ -300,10 +302,15 @@ class Lease:
         Over-estimates are given back to the budgets at once; under-estimates are
         charged. Settling twice replaces the first settlement.
         """
-        self._limiter._adjust(self._entries, self._limiter._costs(usage))
+        if self._entries is _UNLOGGED_ALL:
+            return  # admitted while nothing was limited: no budget holds it
+        costs = self._limiter._costs(usage.input_tokens, usage.output_tokens)
+        self._limiter._adjust(self._entries, costs)
 
     def refund(self) -> None:
         """Give back everything, the request included: the call was never sent."""
+        if self._entries is _UNLOGGED_ALL:
+            return
         self._limiter._adjust(self._entries, (0, 0, 0, 0))
 
 
@@ -369,6 +376,7 @@ class Limiter:
             _Budget("output tokens per minute", limits.output_tpm, window),
         )
         self._max_in_flight = limits.max_in_flight
+        self._unlimited = self._nothing_limited()
         self._in_flight = 0
         self._waiters: deque[_Waiter] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -420,10 +428,11 @@ class Limiter:
         """
         if input_tokens < 0 or output_tokens < 0:
             raise ValueError("token counts must not be negative")
-        costs = self._costs(Usage(input_tokens, output_tokens))
-        problem = self._never_fits(costs)
-        if problem is not None:
-            raise CallTooLargeError(problem)
+        costs = self._costs(input_tokens, output_tokens)
+        if not self._unlimited:
+            problem = self._never_fits(costs)
+            if problem is not None:
+                raise CallTooLargeError(problem)
         return _Acquisition(self, costs)
 
     def pause(self, seconds: float) -> None:
@@ -471,6 +480,7 @@ class Limiter:
         now: float,
     ) -> None:
         if limit is not None and budget.lower_limit(limit):
+            self._unlimited = False
             logger.info("%s: the server's %s is %d", self._name, budget.name, limit)
         if remaining is not None:
             hidden = budget.lower_remaining(remaining, reset_s, now)
@@ -479,12 +489,14 @@ class Limiter:
                     "%s: %d %s used elsewhere", self._name, hidden, budget.name
                 )
 
-    def _costs(self, usage: Usage) -> tuple[int, int, int, int]:
+    def _costs(
+        self, input_tokens: int, output_tokens: int
+    ) -> tuple[int, int, int, int]:
         """Map a call's tokens to what it costs in each budget, in budget order."""
-        counted = usage.input_tokens
+        counted = input_tokens
         if self._config.output_counts_in_tpm:
-            counted += usage.output_tokens
-        return (1, counted, usage.input_tokens, usage.output_tokens)
+            counted += output_tokens
+        return (1, counted, input_tokens, output_tokens)
 
     def _never_fits(self, costs: tuple[int, int, int, int]) -> str | None:
         for budget, cost in zip(self._budgets, costs, strict=True):
@@ -501,6 +513,10 @@ class Limiter:
             # Nobody is queued, so admitting at once cannot overtake anyone; this
             # spares the common uncontended case a future and a queue round trip.
             now = self._clock()
+            if self._unlimited and now >= self._paused_until:
+                # Nothing to charge: no budget is limited, and none keeps a log.
+                self._in_flight += 1
+                return Lease(self, _UNLOGGED_ALL)
             if self._has_room(costs, now):
                 return self._admit(costs, now)
         waiter = _Waiter(costs, loop.create_future())
@@ -530,7 +546,8 @@ class Limiter:
             return
         lease._released = True
         self._in_flight -= 1
-        self._service()
+        if self._waiters or self._timer is not None:
+            self._service()
 
     def _adjust(
         self, entries: tuple[_Entry, ...], costs: tuple[int, int, int, int]
@@ -571,6 +588,11 @@ class Limiter:
                 return
             waiters.popleft()
             waiter.future.set_result(self._admit(waiter.costs, now))
+
+    def _nothing_limited(self) -> bool:
+        return self._max_in_flight is None and all(
+            budget.limit is None for budget in self._budgets
+        )
 
     def _in_flight_full(self) -> bool:
         return (

@@ -49,15 +49,21 @@ _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|h|m|s)")
 _PROTO_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)s\s*$")
 
 
-def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+def lower_headers(headers: Mapping[str, str], prefix: str = "") -> dict[str, str]:
     """Return the headers with lower-case names (the first value of a repeated name).
+
+    Only the names that start with ``prefix`` (lower case) are kept.
 
     >>> lower_headers({"Retry-After": "3"})
     {'retry-after': '3'}
+    >>> lower_headers({"Retry-After": "3", "X-RateLimit-Limit-Requests": "9"}, "x-")
+    {'x-ratelimit-limit-requests': '9'}
     """
     lowered: dict[str, str] = {}
     for name, value in headers.items():
-        lowered.setdefault(name.lower(), value)
+        name = name.lower()
+        if name.startswith(prefix):
+            lowered.setdefault(name, value)
     return lowered
 
 
@@ -214,7 +220,10 @@ def openai_rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
     >>> info.limit_tokens, info.remaining_tokens, info.reset_tokens_s
     (150000, 149984, 360.0)
     """
-    h = lower_headers(headers)
+    h = lower_headers(headers, "x-ratelimit-")
+    if not h:
+        # Most answers of servers other than OpenAI's carry none.
+        return None
     info = RateLimitInfo(
         limit_requests=_int(h.get("x-ratelimit-limit-requests")),
         remaining_requests=_int(h.get("x-ratelimit-remaining-requests")),
@@ -244,8 +253,10 @@ def anthropic_rate_limit_info(
     >>> info.limit_requests, info.limit_input_tokens, info.reset_tokens_s
     (1000, 80000, 1.0)
     """
-    h = lower_headers(headers)
     prefix = "anthropic-ratelimit-"
+    h = lower_headers(headers, prefix)
+    if not h:
+        return None
     token_resets = [
         parse_rfc3339_delay(h.get(f"{prefix}{name}-reset"), now=now)
         for name in ("tokens", "input-tokens", "output-tokens")
