@@ -29,7 +29,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
 # The benchmarks compare the engine with peer clients, so they need the bench extra.
-# The full run takes about half an hour and writes benchmarks/RESULTS.md.
+# The full run takes about forty minutes and writes benchmarks/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks

@@ -39,6 +39,7 @@ FULL = (
         peer_deadline_s=45.0,
         pool_calls=32,
         peers=tuple(PEERS),
+        floor_repeats=7,
     ),
     CacheSettings(
         entries=100_000,

@@ -38,10 +38,18 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _paired(
     mine: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]], figure: Any
 ) -> float | None:
-    """The median over repeats of figure(theirs) / figure(mine), pairing by repeat."""
-    return median(
-        [_ratio(figure(t), figure(m)) for m, t in zip(mine, theirs, strict=True)]
-    )
+    """The median over repeats of figure(theirs) / figure(mine), pairing by repeat.
+
+    Runs of the same repeat were made back to back; a client run more often than
+    the other is paired over the repeats both have.
+    """
+    pairs = zip(mine, theirs, strict=False)
+    return median([_ratio(figure(t), figure(m)) for m, t in pairs])
+
+
+def _repeats(throughput: dict[str, Any], kind: str) -> int:
+    counts = {len(v) for (k, _), v in throughput["runs"].items() if k == kind}
+    return max(counts, default=0)
 
 
 def _f(value: float | None, spec: str) -> str:
@@ -344,13 +352,17 @@ def render(
         "`engine.process.tune_for_many_calls`, as the command line does (glibc's mmap "
         "threshold fixed, the collector's first threshold raised), and its modules "
         "are imported before it is timed. Ratios are medians of the per-repeat "
-        "ratios.",
+        f"ratios, over {_repeats(throughput, 'engine')} runs of the engine and of "
+        "the bare client at each concurrency; figures are medians over the runs.",
         "",
         *_throughput_tables(throughput, latency_s),
         "",
         "## 2. The peers",
         "",
-        "Same emulator, workload and concurrencies, in the same run. The peers read "
+        "Same emulator, workload and concurrencies, in the same run, each peer "
+        f"{max(_repeats(throughput, k) for k in ('openai', 'litellm', 'pool'))} "
+        "times (its ratios pair it with the engine run just before or after it). "
+        "The peers read "
         "and encode the image on every call, like the bare client. `openai` gets an "
         "httpx pool as large as the concurrency and no retries; LiteLLM gets "
         "`AIOHTTP_CONNECTOR_LIMIT` (and per host) equal to the concurrency. A peer "

@@ -29,7 +29,12 @@ PEERS = {"openai": "openai", "litellm": "litellm", "pool": "requests"}
 
 @dataclass(frozen=True)
 class ThroughputSettings:
-    """The shape of the throughput section."""
+    """The shape of the throughput section.
+
+    ``repeats`` runs of every client; the engine and the bare client, whose ratio
+    of CPU per call is the finest figure of the section and the most easily moved
+    by a noisy neighbour, are run ``floor_repeats`` times (at least ``repeats``).
+    """
 
     concurrencies: tuple[int, ...]
     waves: int
@@ -40,6 +45,7 @@ class ThroughputSettings:
     peer_deadline_s: float
     pool_calls: int
     peers: tuple[str, ...]
+    floor_repeats: int = 0
 
     def calls(self, concurrency: int) -> int:
         """The calls of one run: ``waves`` full waves, and at least ``min_calls``."""
@@ -76,9 +82,10 @@ def run_throughput(
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with EmulatorProcess(settings.latency_ms) as emulator:
         commands = {"emulator": emulator.command}
-        for repeat in range(settings.repeats):
+        for repeat in range(max(settings.repeats, settings.floor_repeats)):
+            with_peers = repeat < settings.repeats
             for concurrency in settings.concurrencies:
-                kinds = ["engine", "bare", *async_peers]
+                kinds = ["engine", "bare", *(async_peers if with_peers else [])]
                 shift = repeat % len(kinds)
                 for kind in kinds[shift:] + kinds[:shift]:
                     command = client_command(
@@ -96,7 +103,7 @@ def run_throughput(
                     result = run_client(command, emulator)
                     runs.setdefault((kind, concurrency), []).append(result)
                     log(_line(repeat, result))
-            if "pool" in peers:
+            if "pool" in peers and with_peers:
                 command = client_command(
                     "pool",
                     emulator,
