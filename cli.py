@@ -135,6 +135,11 @@ def _setup_logging(console: Console, verbose: int) -> None:
     logging.getLogger("aiohttp").setLevel(max(level, logging.CRITICAL))
 
 
+# Exit codes beyond 0 (everything done), 1 (some calls failed) and 2 (refused).
+STOPPED_BY_BUDGET = 3
+INTERRUPTED = 130  # as a shell reports a program ended by Ctrl-C
+
+
 class ConfigProblem(click.ClickException):
     """A configuration the user must change (a key, a settings file, a path).
 
@@ -334,7 +339,7 @@ def batch(
     except KeyboardInterrupt:
         saved = "" if cache is None else "; the answers received so far are cached"
         console.print(f"interrupted{saved}: run the same command again to continue")
-        sys.exit(1)
+        sys.exit(INTERRUPTED)
     finally:
         if cache is not None:
             cache.close()
@@ -659,7 +664,7 @@ def _method_options(func: Any) -> Any:
 
 def _run_outcome(ctx: click.Context, run_dir: Path, config: Any) -> None:
     """Run (or continue) a run with a progress view, then print its report."""
-    from autosep.rundir import ConfigMismatch, RunDir
+    from autosep.rundir import ConfigMismatch, RunDir, RunDirError
     from autosep.runner import RunError, run
 
     console: Console = ctx.obj["console"]
@@ -667,17 +672,20 @@ def _run_outcome(ctx: click.Context, run_dir: Path, config: Any) -> None:
     try:
         with view:
             outcome = asyncio.run(run(config, run_dir, on_event=view))
-    except (RunError, ConfigMismatch, ConfigError) as error:
+    except (RunError, ConfigMismatch, ConfigError, RunDirError) as error:
         raise ConfigProblem(str(error)) from error
     except KeyboardInterrupt:
-        console.print(f"interrupted; continue with: python cli.py resume {run_dir}")
-        sys.exit(1)
+        if RunDir(run_dir).exists():
+            console.print(f"interrupted; continue with: cli.py resume {run_dir}")
+        else:
+            console.print("interrupted before the run started; nothing was kept")
+        sys.exit(INTERRUPTED)
     if outcome.stopped is None or RunDir(run_dir).checkpoint.exists():
         _print_report(console, run_dir)
     if outcome.stopped:
         console.print(f"[yellow]{escape(outcome.stopped)}[/]")
-        console.print(f"continue with: python cli.py resume {run_dir} --budget-usd N")
-        sys.exit(1)
+        console.print(f"continue with: cli.py resume {run_dir} --budget-usd N")
+        sys.exit(STOPPED_BY_BUDGET)
     if outcome.failed_calls:
         console.print(
             f"[red]{outcome.failed_calls:,} calls failed[/] and were left out of the "
@@ -701,11 +709,12 @@ def _print_report(console: Console, run_dir: Path) -> None:
         rounds_table,
     )
     from autosep.report import load_report
+    from autosep.rundir import RunDirError
 
     try:
         results, totals = load_report(run_dir)
-    except FileNotFoundError as error:
-        raise click.ClickException(str(error)) from error
+    except (FileNotFoundError, RunDirError) as error:
+        raise ConfigProblem(str(error)) from error
     out = _output_console()
     if results["summary"]:
         out.print(rounds_table(results))
@@ -716,6 +725,10 @@ def _print_report(console: Console, run_dir: Path) -> None:
         out.print("[bold]Best prompt (by label-free score):[/]")
         out.print(escape(prompt_text(results)))
     for name, prompt in learnt_prompts(results):
+        if prompt is None:
+            out.print(f"The {escape(name)} baseline kept no candidate: it ends with "
+                      "the initial prompt.")  # fmt: skip
+            continue
         out.print(f"[bold]Prompt learnt by the {escape(name)} baseline:[/]")
         out.print(escape(prompt))
     console.print(f"run directory: {run_dir}")
@@ -728,7 +741,7 @@ def _print_report(console: Console, run_dir: Path) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="TOML or JSON file of settings (command-line options win).",
 )
-@click.option("--demo", is_flag=True, help="A small complete run (a few minutes).")
+@click.option("--demo", is_flag=True, help="A small complete run (under a minute).")
 @click.option(
     "--run-dir",
     type=click.Path(path_type=Path),
@@ -754,8 +767,11 @@ def run_command(
         file_settings = load_config_file(config_file) if config_file else None
         config = resolve_config(file_settings, options, demo=demo)
     except SettingsError as error:
-        raise click.UsageError(str(error)) from error
+        source = f" (in {config_file} or the options)" if config_file else ""
+        raise click.UsageError(f"{error}{source}") from error
     if dry_run:
+        if run_dir is not None:
+            _check_run_dir(run_dir, config)
         _dry_run(ctx, config)
         return
     name = (
@@ -766,6 +782,16 @@ def run_command(
     _run_outcome(
         ctx, run_dir or Path("runs") / f"{name}-{config.fingerprint()[:8]}", config
     )
+
+
+def _check_run_dir(run_dir: Path, config: Any) -> None:
+    """Refuse, as a real run would, a run directory that holds other settings."""
+    from autosep.rundir import ConfigMismatch, RunDir, RunDirError
+
+    try:
+        RunDir(run_dir).check(config)
+    except (ConfigMismatch, RunDirError) as error:
+        raise ConfigProblem(str(error)) from error
 
 
 def _dry_run(ctx: click.Context, config: Any) -> None:
@@ -815,12 +841,14 @@ def _dry_run(ctx: click.Context, config: Any) -> None:
 @click.pass_context
 def resume_command(ctx: click.Context, run_dir: Path, **changes: Any) -> None:
     """Continue a run from its last checkpoint, with its own settings."""
-    from autosep.rundir import RunDir
+    from autosep.rundir import RunDir, RunDirError
 
     try:
         config = RunDir(run_dir).read_config()
     except FileNotFoundError as error:
         raise ConfigProblem(f"{run_dir} holds no run") from error
+    except RunDirError as error:
+        raise ConfigProblem(str(error)) from error
     # Only settings that cannot change an answer may differ on a resume.
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     _run_outcome(ctx, run_dir, config)
@@ -928,6 +956,9 @@ def data_synth(
     if family not in world.family_names():
         known = ", ".join(world.family_names())
         raise click.BadParameter(f"unknown family {family!r}; known: {known}")
+    if out.exists() and any(out.iterdir()):
+        # Another dataset's folders would stay beside this one and be read with it.
+        raise ConfigProblem(f"{out} is not empty; give a new or empty folder")
     console: Console = ctx.obj["console"]
     manifest = world.write_dataset(
         family, out, per_species=per_species, seed=seed, test_fraction=test_fraction

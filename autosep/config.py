@@ -43,7 +43,7 @@ BASELINES = (
     "spo",
 )
 
-# A small but complete run: every step of the method, a few minutes on two cores.
+# A small but complete run: every step of the method, under a minute on two cores.
 DEMO: dict[str, Any] = {
     "rounds": 3,
     "beam_size": 3,
@@ -328,5 +328,14 @@ def _validate(config: RunConfig) -> None:
         raise ConfigError(f"unknown baselines {unknown}; choose from {BASELINES}")
     if config.dataset and config.family:
         raise ConfigError("give a dataset or a synthetic family, not both")
+    if not config.dataset:
+        ignored = [
+            name for name in ("task", "classes", "noun") if getattr(config, name)
+        ]
+        if ignored:
+            raise ConfigError(
+                f"{', '.join(ignored)} apply only to a dataset (--dataset); a "
+                "synthetic family has its own classes and noun"
+            )
     if config.budget_usd is not None and config.budget_usd < 0:
         raise ConfigError("budget_usd must not be negative")

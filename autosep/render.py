@@ -14,6 +14,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from autosep.checks import DatasetCheck
+from autosep.prompts import initial_prompt
 from autosep.tasks import Dataset
 
 __all__ = [
@@ -95,12 +96,16 @@ def prompt_text(results: dict[str, Any]) -> str:
     return "" if not best else best["prompt"]
 
 
-def learnt_prompts(results: dict[str, Any]) -> list[tuple[str, str]]:
-    """(baseline, prompt) for every baseline that learnt a prompt of its own."""
+def learnt_prompts(results: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(baseline, prompt) for every baseline that learns a prompt of its own; the
+    prompt is None when the baseline kept none but the initial one."""
+    initial = results["settings"].get("initial_prompt") or initial_prompt(
+        results["task"]["noun"]
+    )
     return [
-        (name.replace("_", " "), metrics["prompt"])
+        (name.replace("_", " "), None if learnt == initial else learnt)
         for name, metrics in results["baselines"].items()
-        if metrics.get("prompt")
+        if (learnt := metrics.get("prompt"))
     ]
 
 

@@ -105,6 +105,7 @@ def load_report(
 
     Raises:
         FileNotFoundError: The folder holds no run.
+        RunDirError: One of its files is damaged; the message says which.
     """
     from autosep.results import build_results
     from autosep.rundir import RunDir
@@ -114,9 +115,7 @@ def load_report(
     if not directory.exists():
         raise FileNotFoundError(f"{directory.path} holds no run (no config.json)")
     if directory.results.exists():
-        import json
-
-        results = json.loads(directory.results.read_text())
+        results = directory.read_results()
     else:
         config = directory.read_config()
         state = directory.load_state()

@@ -25,11 +25,15 @@ from typing import Any
 from autosep.config import RunConfig, config_diff, resolve_config
 from autosep.search import SearchState
 
-__all__ = ["ConfigMismatch", "RunDir"]
+__all__ = ["ConfigMismatch", "RunDir", "RunDirError"]
 
 
 class ConfigMismatch(Exception):
     """A run directory holds a run made with other settings."""
+
+
+class RunDirError(ValueError):
+    """A file of the run directory cannot be read; the message names it."""
 
 
 class RunDir:
@@ -53,9 +57,17 @@ class RunDir:
 
         Raises:
             FileNotFoundError: No run was started here.
+            RunDirError: The stored settings are damaged.
         """
-        data = json.loads(self.config.read_text())
-        return resolve_config(data["settings"])
+        data = _read_json(self.config, "put it back from a copy, or start the run "
+                          "afresh in another --run-dir")  # fmt: skip
+        try:
+            return resolve_config(data["settings"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise RunDirError(
+                f"{self.config} does not hold a run's settings ({error}); start the "
+                "run afresh in another --run-dir"
+            ) from error
 
     def claim(self, config: RunConfig) -> None:
         """Store the settings, or check them against the stored ones.
@@ -64,15 +76,7 @@ class RunDir:
             ConfigMismatch: The directory holds a run with other answer-changing
                 settings; the message lists them.
         """
-        if self.exists():
-            stored = json.loads(self.config.read_text())
-            if stored["fingerprint"] != config.fingerprint():
-                changes = config_diff(stored["method"], config.method_dict())
-                raise ConfigMismatch(
-                    f"{self.path} holds a run with other settings "
-                    f"({'; '.join(changes)}); use another --run-dir, or resume it "
-                    "with its own settings"
-                )
+        self.check(config)
         self.path.mkdir(parents=True, exist_ok=True)
         # Execution settings (concurrency, budget) may change between sessions; the
         # latest are kept. Secrets never enter the settings.
@@ -85,11 +89,38 @@ class RunDir:
             },
         )
 
+    def check(self, config: RunConfig) -> None:
+        """Check settings against those of a run already here, if any.
+
+        Raises:
+            ConfigMismatch: The directory holds a run with other answer-changing
+                settings; the message lists them.
+        """
+        if self.exists():
+            stored = _read_json(self.config, "use another --run-dir")
+            if stored.get("fingerprint") != config.fingerprint():
+                changes = config_diff(stored.get("method", {}), config.method_dict())
+                raise ConfigMismatch(
+                    f"{self.path} holds a run with other settings "
+                    f"({'; '.join(changes)}); use another --run-dir, or resume it "
+                    "with its own settings"
+                )
+
     def load_state(self) -> SearchState | None:
         """Return the last checkpoint, or None."""
         if not self.checkpoint.exists():
             return None
-        return SearchState.from_dict(json.loads(self.checkpoint.read_text())["state"])
+        remedy = (
+            "delete it to start the run again from the beginning (answered from the "
+            "cache as far as it went)"
+        )
+        data = _read_json(self.checkpoint, remedy)
+        try:
+            return SearchState.from_dict(data["state"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise RunDirError(
+                f"{self.checkpoint} is not a checkpoint ({error!r}); {remedy}"
+            ) from error
 
     def save_state(self, state: SearchState, config: RunConfig) -> None:
         """Write a checkpoint."""
@@ -103,6 +134,17 @@ class RunDir:
         with self.events.open("a", encoding="utf-8") as handle:
             line = json.dumps({"time": round(time.time(), 3), **record}, default=_plain)
             handle.write(line + "\n")
+
+    def read_results(self) -> dict[str, Any]:
+        """Return results.json.
+
+        Raises:
+            FileNotFoundError: The run has written none yet.
+            RunDirError: It is damaged.
+        """
+        return _read_json(
+            self.results, "delete it: the report is then made from the checkpoint"
+        )
 
     def write_results(self, results: dict[str, Any]) -> None:
         """Write results.json (sorted keys, fixed layout: byte-stable)."""
@@ -118,7 +160,25 @@ class RunDir:
         """Return every session's statistics so far."""
         if not self.stats.exists():
             return []
-        return list(json.loads(self.stats.read_text())["sessions"])
+        remedy = "delete it: it holds only what earlier sessions cost"
+        data = _read_json(self.stats, remedy)
+        sessions = data.get("sessions")
+        if not isinstance(sessions, list):
+            raise RunDirError(f"{self.stats} holds no list of sessions; {remedy}")
+        return sessions
+
+
+def _read_json(path: Path, remedy: str) -> dict[str, Any]:
+    """Read one of the directory's JSON files; a damaged one says what to do."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunDirError(f"{path} cannot be read ({error}); {remedy}") from error
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} does not hold a JSON object; {remedy}")
+    return data
 
 
 def _write_json(path: Path, data: Any) -> None:

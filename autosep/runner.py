@@ -221,9 +221,13 @@ async def run(
     Raises:
         RunError: The run cannot start.
         ConfigMismatch: The directory holds a run with other settings.
+        RunDirError: A file of the directory is damaged.
     """
     task = load_task(config)
     directory = RunDir(run_dir)
+    # A damaged checkpoint or statistics file stops the run before any call.
+    directory.load_state()
+    directory.read_stats()
 
     def journal(event: Any) -> None:
         directory.journal(_event_record(event))

@@ -138,7 +138,8 @@ class Session:
             self.failures[phase] += 1
             if len(self.failure_examples) < _FAILURE_EXAMPLES:
                 self.failure_examples.append(f"{phase}: {result}")
-            logger.error("%s call failed: %s", phase, result)
+            # The engine has logged it already.
+            logger.debug("%s call failed: %s", phase, result)
 
     async def _check_budget(self, chunk: Sequence[Request]) -> None:
         assert self.budget_usd is not None

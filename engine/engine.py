@@ -140,6 +140,7 @@ class Engine:
         self._in_flight = 0
         self._lookups = [0, 0]
         self._blocked: dict[tuple[str, str], Failure] = {}
+        self._causes_logged: set[tuple[str, str, str, int | None]] = set()
 
     async def __aenter__(self) -> Engine:
         if self._session is not None:
@@ -316,14 +317,15 @@ class Engine:
                 found.extend(await asyncio.to_thread(self._cache.get_many, chunk))
         misses: dict[str, list[int]] = {}
         for index, key in enumerate(keys):
+            model = requests[index].model
             if key is None:
-                self._finish(stats, index, None, results, results[index])
+                self._finish(stats, index, None, results, results[index], model)
                 continue
             value = found[index] if found else None
             if value is not None:
                 response = _response_from_cache(value)
-                stats.saved[requests[index].model] += response.usage
-                self._finish(stats, index, key, results, response)
+                stats.saved[model] += response.usage
+                self._finish(stats, index, key, results, response, model)
             else:
                 misses.setdefault(key, []).append(index)
         self._lookups[0] += sum(1 for v in found if v is not None)
@@ -346,12 +348,12 @@ class Engine:
             for key, indices in work:
                 request = requests[indices[0]]
                 result = await self._call_with_slot(session, request, key, stats)
-                self._finish(stats, indices[0], key, results, result)
+                self._finish(stats, indices[0], key, results, result, request.model)
                 shared = _as_shared(result)
                 for index in indices[1:]:
                     if isinstance(shared, Response):
                         stats.saved[request.model] += shared.usage
-                    self._finish(stats, index, key, results, shared)
+                    self._finish(stats, index, key, results, shared, request.model)
 
         workers = min(self.config.concurrency, len(misses))
         async with asyncio.TaskGroup() as group:
@@ -365,6 +367,7 @@ class Engine:
         key: str | None,
         results: list[Result | None],
         result: Result | None,
+        model: str,
     ) -> None:
         """Record a request's result, count it and tell the event sink."""
         assert result is not None
@@ -372,11 +375,27 @@ class Engine:
         if isinstance(result, Failure):
             stats.failures += 1
             stats.failure_kinds[result.kind] += 1
-            logger.error("a %s call failed: %s", stats.phase, result)
+            self._log_failure(stats.phase, model, result)
         else:
             stats.cache_hits += result.cached
         if self._on_event is not None:
             self._on_event(_call_event(stats.phase, key, result, self._in_flight))
+
+    def _log_failure(self, phase: str, model: str, failure: Failure) -> None:
+        """Log one error line per cause: a refused model can fail thousands of calls
+        the same way. Every failure stays in the results and the events."""
+        cause = (phase, model, failure.kind, failure.status)
+        if cause in self._causes_logged:
+            logger.debug("a %s call to %s failed: %s", phase, model, failure)
+            return
+        self._causes_logged.add(cause)
+        logger.error(
+            "a %s call to %s failed: %s (further failures like it are logged at "
+            "debug level)",
+            phase,
+            model,
+            failure,
+        )
 
     async def _call_with_slot(
         self,

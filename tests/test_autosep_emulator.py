@@ -214,3 +214,24 @@ def test_sigkill_at_a_random_moment_then_resume(
         assert 0 <= extra <= CONCURRENCY
         resumed_runs += 1
     assert resumed_runs >= 2
+
+
+def test_cli_exit_codes_say_why_a_run_stopped(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli import STOPPED_BY_BUDGET, cli
+
+    common = [
+        "-q", "run", *SMALL, "--baselines", "zero_shot",
+        "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(tmp_path / "data"),
+    ]  # fmt: skip
+    runner = CliRunner()
+    stopped = runner.invoke(
+        cli, [*common, "--run-dir", str(tmp_path / "a"), "--budget-usd", "0.000001"]
+    )
+    assert stopped.exit_code == STOPPED_BY_BUDGET == 3, stopped.output
+    assert "budget" in stopped.output and "resume" in stopped.output
+    finished = runner.invoke(
+        cli, ["-q", "resume", str(tmp_path / "a"), "--budget-usd", "100"]
+    )
+    assert finished.exit_code == 0, finished.output

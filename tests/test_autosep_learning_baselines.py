@@ -290,3 +290,38 @@ async def test_estimates_bound_the_learning_baselines(task: Task) -> None:
     planned = estimate_calls(config, task)
     for phase, count in engine.sent_by_phase().items():
         assert 0 < count <= planned[phase], phase
+
+
+def test_the_report_says_when_a_baseline_kept_only_the_initial_prompt() -> None:
+    from autosep.render import learnt_prompts
+
+    initial = initial_prompt("bird")
+    results = {
+        "settings": {"initial_prompt": None},
+        "task": {"noun": "bird"},
+        "baselines": {
+            "zero_shot": {"accuracy": 0.3},
+            "spo": {"accuracy": 0.5, "prompt": initial},
+            "pseudo_random": {"accuracy": 0.6, "prompt": initial + " More."},
+        },
+    }
+    assert learnt_prompts(results) == [
+        ("spo", None),
+        ("pseudo random", initial + " More."),
+    ]
+
+
+async def test_a_damaged_statistics_file_stops_a_run_before_any_call(
+    task: Task, tmp_path: Path
+) -> None:
+    from autosep.rundir import RunDirError
+    from autosep.runner import run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "stats.json").write_text("{")
+    engine = FakeEngine()
+    config = small_config(dataset=str(Path(task.root)), noun="bird")
+    with pytest.raises(RunDirError, match="stats.json"):
+        await run(config, run_dir, engine=engine)
+    assert not engine.sent

@@ -243,3 +243,84 @@ def test_cli_report_and_resume_refusal(
     assert refused.exit_code == 2 and "other settings" in refused.output
     bad = runner.invoke(cli, ["run", "--dataset", str(dataset), "--family", "finch"])
     assert bad.exit_code == 2 and "not both" in bad.output
+
+
+def test_a_dry_run_refuses_a_run_directory_with_other_settings(
+    dataset: Path, tmp_path: Path
+) -> None:
+    import asyncio
+
+    asyncio.run(run(config_for(dataset), tmp_path / "run", engine=FakeEngine()))
+    planned = CliRunner().invoke(
+        cli,
+        ["run", "--dataset", str(dataset), "--noun", "bird", "--dry-run",
+         "--run-dir", str(tmp_path / "run")],
+    )  # fmt: skip
+    assert planned.exit_code == 2 and "other settings" in planned.output
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "says", "commands"),
+    [
+        ("config.json", "{", "cannot be read", ["resume"]),
+        ("config.json", "[1, 2]", "does not hold a JSON object", ["resume"]),
+        (
+            "checkpoint.json",
+            '{"state": {"beam": 3}}',
+            "is not a checkpoint",
+            ["resume", "report"],
+        ),
+        (
+            "stats.json",
+            '{"sessions": 5}',
+            "holds only what earlier sessions cost",
+            ["resume", "report"],
+        ),
+    ],
+)
+def test_a_damaged_run_directory_is_refused_by_name(
+    dataset: Path, tmp_path: Path, name: str, damage: str, says: str, commands: list
+) -> None:
+    import asyncio
+
+    asyncio.run(run(config_for(dataset), tmp_path / "run", engine=FakeEngine()))
+    (tmp_path / "run" / name).write_text(damage)
+    # Without results.json the report is made from the checkpoint.
+    (tmp_path / "run" / "results.json").unlink()
+    for command in commands:
+        result = CliRunner().invoke(cli, [command, str(tmp_path / "run")])
+        assert result.exit_code == 2, result.output
+        assert name in result.output and says in result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_damaged_results_file_is_refused_by_report(
+    dataset: Path, tmp_path: Path
+) -> None:
+    import asyncio
+
+    asyncio.run(run(config_for(dataset), tmp_path / "run", engine=FakeEngine()))
+    (tmp_path / "run" / "results.json").write_text('{"summary": ')
+    shown = CliRunner().invoke(cli, ["report", str(tmp_path / "run")])
+    assert shown.exit_code == 2 and "results.json" in shown.output
+    assert "delete it" in shown.output
+
+
+def test_dataset_settings_without_a_dataset_are_refused() -> None:
+    for setting in ({"classes": ("Nope",)}, {"task": "cuckoo"}, {"noun": "moth"}):
+        with pytest.raises(ConfigError, match="apply only to a dataset"):
+            resolve_config({"family": "finch", **setting})
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["run", "--classes", "Nope", "--dry-run"])
+    assert refused.exit_code == 2 and "apply only to a dataset" in refused.output
+
+
+def test_synth_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "other").mkdir()
+    refused = CliRunner().invoke(
+        cli, ["data", "synth", "finch", "--out", str(out), "--per-species", "2"]
+    )
+    assert refused.exit_code == 2 and "not empty" in refused.output
+    assert sorted(p.name for p in out.iterdir()) == ["other"]

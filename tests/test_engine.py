@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import io
+import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -239,6 +240,25 @@ async def test_refused_model_is_not_asked_again(emulator: EmulatorServer) -> Non
     failures = results[:-1]
     assert all(isinstance(r, Failure) and r.kind == "not_found" for r in failures)
     assert sum("not sent" in r.message for r in failures) >= 50 - 5  # type: ignore[union-attr]
+
+
+async def test_one_error_line_per_cause_of_failure(
+    emulator: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = make_provider("emulator", base_url=emulator.base_url)
+    refused = [Request("emulator", "no-such-model", (f"q{i}",)) for i in range(30)]
+    missing = [Request("emulator", MODEL, (ImageRef("/no/such.jpg"), "q"))]
+    caplog.set_level(logging.DEBUG, logger="engine")
+    async with Engine({"emulator": provider}) as engine:
+        await engine.map([*refused, *missing], "x")
+        await engine.map(refused[:1] + [Request("emulator", "no-such", ("z",))], "y")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # A refused model and a missing image in phase x; in phase y, the refusal again
+    # and another refused model.
+    assert len(errors) == 4, [r.getMessage() for r in errors]
+    assert sum("no-such-model" in r.getMessage() for r in errors) == 2
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert sum("failed" in r.getMessage() for r in debug) >= 29
 
 
 class _BrokenProvider:
