@@ -678,7 +678,7 @@ def _run_outcome(ctx: click.Context, run_dir: Path, config: Any) -> None:
         if RunDir(run_dir).exists():
             console.print(f"interrupted; continue with: cli.py resume {run_dir}")
         else:
-            console.print("interrupted before the run started; nothing was kept")
+            console.print("interrupted before the run started; run the command again")
         sys.exit(INTERRUPTED)
     if outcome.stopped is None or RunDir(run_dir).checkpoint.exists():
         _print_report(console, run_dir)
