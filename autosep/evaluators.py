@@ -61,11 +61,16 @@ def rank(evaluations: Sequence[Evaluation]) -> list[Evaluation]:
     )
 
 
-def eval_sample(pool: Sequence[str], budget: int, seed: int) -> list[str]:
-    """Return the images ``bf`` scores every candidate on: all, up to the budget."""
+def eval_sample(
+    pool: Sequence[str], budget: int, seed: int, purpose: str = "eval-sample"
+) -> list[str]:
+    """Return the images ``bf`` scores every candidate on: all, up to the budget.
+
+    ``purpose`` seeds the draw, so other fixed samples (SPO's) are drawn apart.
+    """
     if len(pool) <= budget:
         return list(pool)
-    picks = generator(seed, "eval-sample").choice(len(pool), size=budget, replace=False)
+    picks = generator(seed, purpose).choice(len(pool), size=budget, replace=False)
     return [pool[i] for i in sorted(picks)]
 
 

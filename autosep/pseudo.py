@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from autosep.baselines import majority
-from autosep.calls import CallMaker, LabelError, Mistake
+from autosep.calls import CallMaker, LabelError
 from autosep.classify import parse_answers
 from autosep.config import RunConfig
+from autosep.parsing import parse_letter
 from autosep.rng import generator
 from autosep.scoring import ImageScore, Scorer
 from autosep.session import Session
@@ -124,15 +125,15 @@ class LabelScorer(Scorer):
             # The description or the classification failed.
             return ImageScore(0, 0, 0, 1, ())
         classes = self.calls.task.classes
-        [predicted] = parse_answers([answer], classes)
+        predicted = parse_letter(answer, classes)
         if predicted == label:
             return ImageScore(1, 1, 0, 0, ())
         description = self.description(prompt, image)
         assert description is not None
-        error: Mistake = LabelError(
+        error = LabelError(
             image,
             description,
             classes[label],
-            classes[predicted] if predicted >= 0 else None,
+            None if predicted is None else classes[predicted],
         )
-        return ImageScore(0, 1, int(predicted < 0), 0, (error,))
+        return ImageScore(0, 1, int(predicted is None), 0, (error,))

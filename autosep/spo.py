@@ -17,6 +17,7 @@ from typing import Any
 
 from autosep.calls import CallMaker
 from autosep.config import RunConfig
+from autosep.evaluators import eval_sample
 from autosep.parsing import parse_compare, parse_tagged
 from autosep.prompts import initial_prompt, replace_task_section, task_section
 from autosep.rng import generator
@@ -47,10 +48,7 @@ class SpoRound:
 
 def spo_sample(pool: Sequence[str], size: int, seed: int) -> list[str]:
     """Return the training images SPO describes and judges on, for every round."""
-    if size >= len(pool):
-        return list(pool)
-    picks = generator(seed, "spo-sample").choice(len(pool), size=size, replace=False)
-    return [pool[int(i)] for i in sorted(picks)]
+    return eval_sample(pool, size, seed, purpose="spo-sample")
 
 
 async def run_spo(
